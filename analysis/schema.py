@@ -1,0 +1,237 @@
+"""The documented schema of the two results tables, `trials.parquet` and `measures.parquet`.
+
+The sweep engine imports this module to write the tables and the analysis reads them through
+it, so the column list lives in exactly one place. Every column has a dtype, a unit, a meaning
+and a direction (`higher_is_better`: True, False, or None when "better" makes no sense).
+
+Writing (sweep side)::
+
+    table = to_arrow(df, "trials")               # coerced, metadata attached
+    pyarrow.parquet.write_table(table, tmp_path)  # then rename: writes are atomic
+
+or, with pandas: ``df.to_parquet(path)`` after merging ``table_metadata()`` into the Arrow
+schema metadata. `SCHEMA_VERSION` travels in the Parquet key-value metadata under
+`METADATA_KEY`; readers refuse files without it or with another version.
+
+Extra columns (flattened config such as `lr`, `batch_size`) are allowed and kept as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = "1"
+METADATA_KEY = "pags_schema_version"
+
+METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
+STATUSES = ("completed", "diverged", "error")
+# What `strength` means for each objective (METHOD.md "Robust training objectives").
+STRENGTH_SYMBOL = {
+    "none": "strength",
+    "gradnorm": "lambda",
+    "smoothness": "lambda",
+    "randsmooth": "sigma",
+    "pgd_l2": "epsilon",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One documented column. `dtype` is the logical dtype: "str", "float64" or "int64"."""
+
+    name: str
+    dtype: str
+    unit: str
+    meaning: str
+    higher_is_better: bool | None = None
+
+
+TRIALS_COLUMNS: tuple[Column, ...] = (
+    Column("config_id", "str", "-", "hash of the full trial config; the key of every row"),
+    Column("experiment", "str", "-", "experiment (sweep) name"),
+    Column("dataset", "str", "-", "dataset name"),
+    Column("model", "str", "-", "classifier architecture name"),
+    Column("method", "str", "-", f"robust-training objective, one of {', '.join(METHODS)}"),
+    Column(
+        "strength",
+        "float64",
+        "lambda | sigma | epsilon (input units)",
+        "objective strength: lambda (gradnorm, smoothness), sigma (randsmooth), "
+        "epsilon (pgd_l2); 0 for none",
+    ),
+    Column("seed", "int64", "-", "random seed of the trial"),
+    Column("epochs", "int64", "epochs", "number of training epochs configured"),
+    Column("status", "str", "-", f"trial outcome, one of {', '.join(STATUSES)}"),
+    Column("test_accuracy", "float64", "fraction [0, 1]", "final test accuracy", True),
+    Column("train_loss", "float64", "nats", "final mean training loss (objective)", False),
+    Column(
+        "on_manifold_sensitivity",
+        "float64",
+        "L1 distance of softmax outputs [0, 2]",
+        "E||softmax(f(x + eps*u_on)) - softmax(f(x))||_1 at eps = reference_eps",
+        None,
+    ),
+    Column(
+        "off_manifold_sensitivity",
+        "float64",
+        "L1 distance of softmax outputs [0, 2]",
+        "E||softmax(f(x + eps*u_off)) - softmax(f(x))||_1 at eps = reference_eps",
+        False,
+    ),
+    Column("reference_eps", "float64", "L2 norm (input units)", "step size of the two above"),
+    Column(
+        "relative_off_manifold_robustness",
+        "float64",
+        "ratio",
+        "off_manifold_sensitivity / on_manifold_sensitivity; below 1 = relatively "
+        "off-manifold robust",
+        False,
+    ),
+    Column(
+        "signal_sensitivity",
+        "float64",
+        "L1 distance of softmax outputs [0, 2]",
+        "output change under noise inside the signal mask (NaN without masks)",
+        None,
+    ),
+    Column(
+        "distractor_sensitivity",
+        "float64",
+        "L1 distance of softmax outputs [0, 2]",
+        "output change under noise inside the distractor mask (NaN without masks)",
+        False,
+    ),
+    Column(
+        "relative_noise_robustness",
+        "float64",
+        "ratio",
+        "signal_sensitivity / distractor_sensitivity (NaN without masks)",
+        True,
+    ),
+    Column(
+        "alignment",
+        "float64",
+        "1 - LPIPS, about [0, 1]",
+        "perceptual similarity of the input gradient and the score",
+        True,
+    ),
+    Column("alignment_metric", "str", "-", "metric behind `alignment`, e.g. stlpips-alex"),
+    Column("alignment_gradient", "str", "-", "gradient behind `alignment`, e.g. logit_sum"),
+    Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
+    Column("config_json", "str", "-", "the full trial config as JSON"),
+    Column("pags_version", "str", "-", "pags package version"),
+    Column("torch_version", "str", "-", "torch version"),
+    Column("ray_version", "str", "-", "ray version"),
+)
+
+MEASURES_COLUMNS: tuple[Column, ...] = (
+    Column("config_id", "str", "-", "trial key (joins trials.config_id)"),
+    Column("epoch", "int64", "epochs", "epoch after which the measure was taken"),
+    Column("measure", "str", "-", "measure name; see MEASURES"),
+    Column(
+        "eps",
+        "float64",
+        "L2 step size or noise std (input units)",
+        "step size (on/off sensitivity) or noise level (signal/distractor); NaN if n/a",
+    ),
+    Column("value", "float64", "see MEASURES", "mean over evaluation points and noise draws"),
+    Column("std", "float64", "as value", "standard deviation over evaluation points"),
+    Column("n", "int64", "count", "number of evaluation points"),
+    Column("gradient", "str", "-", "gradient used ('' if n/a): logit_sum, pred_logit, log_prob"),
+    Column("reference", "str", "-", "reference map ('' if n/a): score, noise, input, bayes"),
+    Column("metric", "str", "-", "similarity metric ('' if n/a): stlpips-alex, lpips-alex, cosine"),
+)
+
+# The measure names that may appear in measures.measure: (unit, meaning, higher_is_better).
+MEASURES: dict[str, tuple[str, str, bool | None]] = {
+    "test_accuracy": ("fraction [0, 1]", "test accuracy", True),
+    "train_loss": ("nats", "mean training loss of the epoch", False),
+    "on_manifold_sensitivity": ("L1 of softmax change", "sensitivity along u_on at eps", None),
+    "off_manifold_sensitivity": ("L1 of softmax change", "sensitivity along u_off at eps", False),
+    "signal_sensitivity": ("L1 of softmax change", "noise of std eps inside signal mask", None),
+    "distractor_sensitivity": ("L1 of softmax change", "noise of std eps in distractor", False),
+    "alignment": ("similarity", "alignment of gradient with reference under metric", True),
+    "energy_signal": ("fraction", "share of squared gradient norm on the signal span", True),
+    "energy_distractor": ("fraction", "share of squared gradient norm on distractor span", False),
+    "energy_off": ("fraction", "share of squared gradient norm off the manifold", False),
+}
+
+TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}
+
+
+def table_metadata() -> dict[str, str]:
+    """The Parquet key-value metadata every results table carries."""
+    return {METADATA_KEY: SCHEMA_VERSION}
+
+
+def describe(table: str) -> pd.DataFrame:
+    """The documentation of one table as a DataFrame (name, dtype, unit, meaning, direction)."""
+    return pd.DataFrame([c.__dict__ for c in _columns(table)])
+
+
+def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Return a copy of `df` with every documented column in its documented dtype.
+
+    Raises ValueError naming the column when a column is missing or cannot be converted
+    (e.g. a missing seed: int64 has no NaN). Missing strings become "". Extra columns pass
+    through unchanged, after the documented ones.
+    """
+    columns = _columns(table)
+    missing = [c.name for c in columns if c.name not in df.columns]
+    if missing:
+        raise ValueError(f"{table} table is missing columns: {', '.join(missing)}")
+    out = df.copy()
+    for col in columns:
+        out[col.name] = _convert(out[col.name], col, table)
+    if table == "trials":
+        bad = sorted(set(out["status"]) - set(STATUSES))
+        if bad:
+            raise ValueError(f"trials column status has unknown values {bad}; allowed {STATUSES}")
+    names = [c.name for c in columns]
+    return out[names + [c for c in out.columns if c not in names]].reset_index(drop=True)
+
+
+def to_arrow(df: pd.DataFrame, table: str):
+    """Coerce `df` and return a pyarrow Table carrying `table_metadata()` (for writers)."""
+    import pyarrow as pa  # only writers need it; pandas' parquet reader imports it anyway
+
+    arrow = pa.Table.from_pandas(coerce(df, table), preserve_index=False)
+    meta = dict(arrow.schema.metadata or {})
+    meta.update({k.encode(): v.encode() for k, v in table_metadata().items()})
+    return arrow.replace_schema_metadata(meta)
+
+
+def empty(table: str) -> pd.DataFrame:
+    """An empty table with the documented columns and dtypes."""
+    cols = {c.name: pd.Series([], dtype=_pandas_dtype(c.dtype)) for c in _columns(table)}
+    return pd.DataFrame(cols)
+
+
+def _columns(table: str) -> tuple[Column, ...]:
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    return TABLES[table]
+
+
+def _pandas_dtype(dtype: str):
+    # `str` is pandas' own string dtype on pandas 3 and object on pandas 2: both hold str.
+    return str if dtype == "str" else dtype
+
+
+def _convert(series: pd.Series, col: Column, table: str) -> pd.Series:
+    try:
+        if col.dtype == "str":
+            return series.astype(object).where(series.notna(), "").astype(str)
+        if col.dtype == "int64":
+            if series.isna().any():
+                raise ValueError("has missing values")
+            values = pd.to_numeric(series)
+            if not np.all(np.asarray(values, dtype=float) % 1 == 0):
+                raise ValueError("has non-integer values")
+            return values.astype("int64")
+        return pd.to_numeric(series).astype("float64")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{table} column {col.name} cannot be read as {col.dtype}: {err}") from None

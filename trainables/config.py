@@ -1,0 +1,187 @@
+"""The trial configuration: frozen, typed, strictly parsed, identified by a hash of its fields.
+
+Identity from configuration (open_lth): a trial's directory, checkpoint and result rows are keyed
+by `config_id`, a hash of every identity field, never by a parsed name. Fields marked
+`identity=False` (where the data lives, where artifacts are cached) say where things are, not
+what the trial is, so moving the data does not change the id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("onecycle", "multistep", "constant")
+ACTIVATIONS = ("softplus", "silu", "gelu", "relu")
+ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
+
+
+def _where(**meta: Any) -> Any:
+    return field(default="", metadata={"identity": False, **meta})
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One trial: one dataset, model, objective, strength and seed.
+
+    `strength` is the one knob of every objective (METHOD.md): lambda for `gradnorm` (clean
+    per-example form, see trainables/objectives.py for the conversion to the reference code's
+    scale) and `smoothness`, the noise sigma for `randsmooth`, the L2 radius epsilon for `pgd_l2`.
+    Pixel values are in [0, 1], so sigma and epsilon are in those units.
+    """
+
+    dataset: str = "digits-distractor"
+    model: str = "small-cnn"
+    activation: str = "softplus"
+    method: str = "none"
+    strength: float = 0.0
+    seed: int = 0
+    epochs: int = 15
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    milestones: tuple[int, ...] = ()
+    smooth_sigma: float = 0.1  # noise of the smoothness penalty (its strength is lambda)
+    pgd_steps: int = 4
+    train_subset: int = 0  # 0 = the whole training set
+    # measurements (trainables/measure); 0 / () / "" mean "the dataset's documented default"
+    measure: bool = True
+    measure_every: int = 0  # 0 = only after the last epoch
+    eval_points: int = 200
+    noise_draws: int = 8
+    eps: tuple[float, ...] = ()
+    latent_dim: int = 0
+    score_sigma: float = 0.0
+    alignment_metric: str = "auto"
+    data_root: str = _where()
+    artifacts_dir: str = _where()
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        """Strict parse: unknown keys, wrong types and bad values raise ValueError naming the
+        field and what is allowed."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config field {unknown[0]!r}; allowed: {', '.join(names)}")
+        hints = get_type_hints(cls)
+        kwargs = {k: _coerce(k, v, hints[k]) for k, v in d.items()}
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    def validate(self) -> None:
+        from trainables.data import DATASETS
+        from trainables.models import MODELS
+
+        _choice("dataset", self.dataset, DATASETS.names())
+        _choice("model", self.model, MODELS.names())
+        _choice("method", self.method, METHODS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
+        _at_least("strength", self.strength, 0.0)
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("pgd_steps", self.pgd_steps, 1)
+        _at_least("train_subset", self.train_subset, 0)
+        _at_least("measure_every", self.measure_every, 0)
+        _at_least("eval_points", self.eval_points, 1)
+        _at_least("noise_draws", self.noise_draws, 1)
+        _at_least("latent_dim", self.latent_dim, 0)
+        _at_least("score_sigma", self.score_sigma, 0.0)
+        _at_least("smooth_sigma", self.smooth_sigma, 0.0)
+        _at_least("weight_decay", self.weight_decay, 0.0)
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr={self.lr!r} is invalid; allowed: a finite number > 0")
+        for e in self.eps:
+            if not e > 0 or not math.isfinite(e):
+                raise ValueError(f"eps={e!r} is invalid; allowed: finite numbers > 0")
+        if self.method == "none" and self.strength != 0:
+            raise ValueError(
+                f"strength={self.strength!r} is invalid for method 'none'; allowed: 0"
+            )
+
+    # ---- identity -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity_dict(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("identity", True)
+        }
+
+    @property
+    def config_id(self) -> str:
+        blob = json.dumps(self.identity_dict(), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _choice(name: str, value: Any, allowed: Any) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is unknown; allowed: {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if not (value >= low) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{name}={value!r} is invalid; allowed: a finite number >= {low}")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert JSON/CLI values to the field's type; refuse anything lossy."""
+    text = str(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if text.startswith("tuple[int"):
+            return tuple(_coerce(name, v, int) for v in _as_list(value))
+        if text.startswith("tuple[float"):
+            return tuple(_coerce(name, v, float) for v in _as_list(value))
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise TypeError(f"unhandled type {hint} for {name}")
+    kind = text.replace("<class '", "").replace("'>", "")
+    raise ValueError(f"{name}={value!r} is invalid; allowed: a value of type {kind}")
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, str):
+        return [v for v in value.replace(",", " ").split() if v]
+    return list(value)
