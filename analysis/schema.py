@@ -6,11 +6,11 @@ and a direction (`higher_is_better`: True, False, or None when "better" makes no
 
 Writing (sweep side)::
 
-    table = to_arrow(df, "trials")               # coerced, metadata attached
-    pyarrow.parquet.write_table(table, tmp_path)  # then rename: writes are atomic
+    write_parquet(df, "trials.parquet", "trials")  # coerce, attach metadata, atomic rename
 
-or, with pandas: ``df.to_parquet(path)`` after merging ``table_metadata()`` into the Arrow
-schema metadata. `SCHEMA_VERSION` travels in the Parquet key-value metadata under
+or build the Arrow table with `to_arrow(df, table)` and write it yourself; plain
+``df.to_parquet`` would drop the version (merge ``table_metadata()`` into the Arrow schema
+metadata). `SCHEMA_VERSION` travels in the Parquet key-value metadata under
 `METADATA_KEY`; readers refuse files without it or with another version.
 
 Extra columns (flattened config such as `lr`, `batch_size`) are allowed and kept as they are.
@@ -204,6 +204,18 @@ def to_arrow(df: pd.DataFrame, table: str):
     return arrow.replace_schema_metadata(meta)
 
 
+def write_parquet(df: pd.DataFrame, path, table: str) -> None:
+    """Coerce `df`, attach the metadata and write it atomically (temp file, then rename), so
+    that a reader never sees a half-written table."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    tmp = f"{path}.tmp"
+    pq.write_table(to_arrow(df, table), tmp)
+    os.replace(tmp, path)
+
+
 def empty(table: str) -> pd.DataFrame:
     """An empty table with the documented columns and dtypes."""
     cols = {c.name: pd.Series([], dtype=_pandas_dtype(c.dtype)) for c in _columns(table)}
@@ -234,4 +246,4 @@ def _convert(series: pd.Series, col: Column, table: str) -> pd.Series:
             return values.astype("int64")
         return pd.to_numeric(series).astype("float64")
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{table} column {col.name} cannot be read as {col.dtype}: {err}") from None
+        raise ValueError(f"{table} column {col.name} is not {col.dtype}: {err}") from None

@@ -23,6 +23,7 @@ from trainables.data.external import (
     IMAGENET64_TRAIN,
     UInt8Images,
     letter_a_glyph,
+    stack_with_distractor,
 )
 
 
@@ -130,6 +131,19 @@ def test_letter_a_glyph():
     g = letter_a_glyph(28)
     assert ((g == 0) | (g == 1)).float().mean() > 0.8  # nearly binary
     assert g[0].sum() == 0 and g[-1].sum() == 0  # margin like MNIST
+
+
+def test_stack_with_distractor_any_size():
+    """The helper digits-distractor also uses (S = 14 there)."""
+    digits = torch.randint(1, 256, (5, 14, 14), dtype=torch.uint8)
+    top = torch.tensor([True, False, True, False, False])
+    glyph = letter_a_glyph(14)
+    x, mask = stack_with_distractor(digits, top, glyph)
+    assert x.shape == mask.shape == (5, 1, 28, 14) and x.dtype == torch.float32
+    assert torch.equal(mask[:, 0, 0, 0], top) and torch.equal(mask[:, 0, 14:], ~mask[:, 0, :14])
+    assert torch.equal(x[1, 0, 14:], digits[1] / 255.0) and torch.equal(x[1, 0, :14], glyph)
+    with pytest.raises(TypeError):
+        stack_with_distractor(digits.float(), top, glyph)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (pickles) ----

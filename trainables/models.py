@@ -8,6 +8,7 @@ model w.r.t. its input.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -17,8 +18,21 @@ from trainables.registry import Registry
 
 MODELS: Registry = Registry("model")
 
+
+class ShiftedSoftplus(nn.Softplus):
+    """softplus(x) - log 2: the same first and second derivatives as softplus, zero at zero.
+
+    Plain softplus outputs about 0.69 at initialization in every unit; the small CNN did not
+    train at all with it on digits-distractor (8.6% test accuracy after 3 Adam epochs, loss
+    stuck at log 10) while the shifted one reached 67% (ReLU 73%, SiLU 66%).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) - math.log(2.0)
+
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "softplus": nn.Softplus,
+    "softplus": ShiftedSoftplus,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
     "relu": nn.ReLU,
@@ -38,7 +52,8 @@ def build_model(
 class SmallCNN(nn.Module):
     """Three 3x3 conv layers of width 32/64 and a linear head; a few ms per batch on one core.
 
-    Any input size: the head follows a global average pool. No BatchNorm, so train and eval
+    Any input size: the head reads a 4x4 adaptive average pool, which keeps where things are
+    (a global pool could not tell the digit's half from the distractor's and did not train). No BatchNorm, so train and eval
     mode compute the same function (attacks and measurements switch modes).
     """
 
@@ -48,9 +63,9 @@ class SmallCNN(nn.Module):
             nn.Conv2d(in_channels, 32, 3, padding=1), act(),
             nn.Conv2d(32, 32, 3, stride=2, padding=1), act(),
             nn.Conv2d(32, 64, 3, stride=2, padding=1), act(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         )  # fmt: skip
-        self.head = nn.Linear(64, num_classes)
+        self.head = nn.Linear(64 * 16, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

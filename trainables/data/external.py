@@ -140,15 +140,13 @@ def stack_with_distractor(
     The digit takes the top half where `digit_on_top` is True, else the bottom half; the glyph
     fills the other half. Returns the images in [0, 1] and the bool signal mask (digit half).
     """
-    n, s = len(digits), digits.shape[-1]
-    x = torch.empty(n, 1, 2 * s, s)
-    mask = torch.zeros(n, 1, 2 * s, s, dtype=torch.bool)
-    top, bottom = slice(0, s), slice(s, 2 * s)
-    on_top = digit_on_top.bool()
-    for sel, signal, distractor in ((on_top, top, bottom), (~on_top, bottom, top)):
-        x[sel, 0, signal] = digits[sel].float() / 255.0
-        x[sel, 0, distractor] = glyph
-        mask[sel, 0, signal] = True
+    if digits.dtype != torch.uint8:
+        raise TypeError(f"digits must be uint8 0..255, got {digits.dtype}")
+    digit = digits.float().div_(255.0)[:, None]  # (N, 1, S, S)
+    glyph = glyph.expand_as(digit)
+    top = digit_on_top.bool()[:, None, None, None].expand_as(digit)
+    x = torch.cat([torch.where(top, digit, glyph), torch.where(top, glyph, digit)], dim=2)
+    mask = torch.cat([top, ~top], dim=2)
     return x, mask
 
 

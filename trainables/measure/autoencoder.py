@@ -167,7 +167,7 @@ def _quiet_pythae():
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
-        for lg, was in zip(loggers, disabled):
+        for lg, was in zip(loggers, disabled, strict=True):
             lg.disabled = was
         for k in _DIST_ENV:  # pythae writes MASTER_ADDR/PORT into os.environ: undo that too
             os.environ.pop(k, None)
@@ -186,6 +186,10 @@ def _restore_global_rngs():
             np.random.set_state(np_state)
 
 
+def _same(batch):
+    return batch
+
+
 def _pythae_classes():
     """pythae classes, defined lazily so loading a saved autoencoder never imports pythae."""
     from pythae.models import AE, AEConfig
@@ -193,6 +197,7 @@ def _pythae_classes():
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.trainers import BaseTrainer
     from pythae.trainers.training_callbacks import CallbackHandler, TrainingCallback
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     class Encoder(BaseEncoder):
         def __init__(self, net: nn.Module):
@@ -226,6 +231,17 @@ def _pythae_classes():
 
         def save_model(self, model, dir_path):
             pass
+
+        def get_train_dataloader(self, train_dataset):
+            # Whole-batch indexing instead of pythae's per-example __getitem__ + collate: the
+            # per-example Python overhead dominated the training time of small images.
+            # Same shuffling semantics (a fresh permutation per epoch from the global RNG).
+            sampler = BatchSampler(
+                RandomSampler(train_dataset),
+                self.training_config.per_device_train_batch_size,
+                drop_last=False,
+            )
+            return DataLoader(train_dataset, sampler=sampler, batch_size=None, collate_fn=_same)
 
     return AE, AEConfig, Encoder, Decoder, LossHistory, QuietTrainer
 

@@ -23,8 +23,11 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +78,8 @@ class _MLPNet(nn.Module):
         self.inp, self.out = nn.Linear(d, width), nn.Linear(width, d)
         self.blocks = nn.ModuleList(_MLPBlock(width, emb_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
+        nn.init.zeros_(self.out.weight)  # start as the baseline denoiser (Denoiser docstring)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         h = self.inp(x.flatten(1))
@@ -108,7 +113,11 @@ class _UNet(nn.Module):
         self.mid = nn.ModuleList(_ConvBlock(2 * width, 2 * width, emb_dim) for _ in range(depth))
         self.up = nn.Conv2d(2 * width, width, 3, padding=1)
         self.dec = _ConvBlock(2 * width, width, emb_dim)
-        self.out = nn.Sequential(nn.GroupNorm(min(8, width), width), nn.SiLU(), nn.Conv2d(width, c, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(min(8, width), width), nn.SiLU(), nn.Conv2d(width, c, 3, padding=1)
+        )
+        nn.init.zeros_(self.out[-1].weight)  # start as the baseline denoiser
+        nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         skip = self.enc(self.inp(x), e)
@@ -123,19 +132,40 @@ class _UNet(nn.Module):
 class Denoiser(nn.Module):
     """D(x, sigma, y=None) -> E[x_clean | x], images `(B, C, H, W)`, sigma float or `(B,)`.
 
-    EDM preconditioning (Karras et al. 2022, table 1) on centered data, so the raw net only learns
-    a well-scaled residual at every noise level. With `num_classes > 0` labels `y` `(B,)` are
-    embedded one-hot; `y=None` selects an extra "no label" slot trained by label dropout, which
-    makes the same net also an unconditional denoiser.
+    D = G(x; sigma) + c_out(sigma) F(c_in(sigma) (x - mean), emb(sigma, y)), with EDM's c_out, c_in
+    (Karras et al. 2022, table 1) and G the exact denoiser of a Gaussian fit to the data (Wiener
+    filter on the top `k` principal components, isotropic beyond). Why G rather than EDM's
+    c_skip x: G is linear, so it extrapolates sensibly to inputs the noisy training never shows,
+    above all *clean* images, where alignment is measured; the net (zero-initialized output)
+    learns only the non-Gaussian correction. `baseline="none"` gives plain EDM c_skip x.
+    With `num_classes > 0` labels `y` `(B,)` are embedded one-hot; `y=None` selects an extra
+    "no label" slot trained by label dropout, so the same net is also an unconditional denoiser.
     """
 
-    def __init__(self, shape, arch="mlp", width=512, depth=3, num_classes=0, emb_dim=128):
+    def __init__(
+        self,
+        shape,
+        arch="mlp",
+        width=512,
+        depth=3,
+        num_classes=0,
+        emb_dim=128,
+        baseline="gauss",
+        k=0,
+    ):
         super().__init__()
         self.shape, self.arch, self.num_classes = tuple(shape), arch, num_classes
+        self.baseline = baseline
+        d = math.prod(self.shape)
         self.register_buffer("mean", torch.zeros(self.shape))
         self.register_buffer("sigma_data", torch.tensor(0.5))
+        self.register_buffer("pca_basis", torch.zeros(d, k))  # (d, k) orthonormal columns
+        self.register_buffer("pca_var", torch.zeros(k))  # (k,) variance along each column
+        self.register_buffer("rest_var", torch.tensor(0.0))  # mean variance off the top k
         self.register_buffer("freqs", math.pi * torch.arange(1, 9, dtype=torch.float32))
-        self.sigma_emb = nn.Sequential(nn.Linear(17, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.sigma_emb = nn.Sequential(
+            nn.Linear(17, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
         self.label_emb = nn.Linear(num_classes + 1, emb_dim, bias=False) if num_classes else None
         net = {"mlp": _MLPNet, "unet": _UNet}[arch]
         self.net = net(self.shape, width, depth, emb_dim)
@@ -144,22 +174,53 @@ class Denoiser(nn.Module):
     def conditional(self) -> bool:
         return self.num_classes > 0
 
+    @torch.no_grad()
+    def fit_data(self, x: torch.Tensor) -> None:
+        """Set mean, sigma_data and the Gaussian fit from training images x `(N, C, H, W)`."""
+        xc = (x - x.mean(0)).flatten(1).double()
+        self.mean.copy_(x.mean(0))
+        self.sigma_data.fill_(xc.std().item())
+        k, d = self.pca_var.numel(), xc.shape[1]
+        if k == 0:
+            return
+        if d <= 4096:
+            var, vec = torch.linalg.eigh(xc.T @ xc / max(len(xc) - 1, 1))
+            var, vec = var.flip(0)[:k], vec.flip(1)[:, :k]
+        else:  # a full d x d covariance is too big here: randomized top-k PCA
+            _, sv, vec = torch.pca_lowrank(xc, q=k, center=False)
+            var = sv**2 / max(len(xc) - 1, 1)
+        total = xc.pow(2).sum() / max(len(xc) - 1, 1)
+        self.pca_basis.copy_(vec)
+        self.pca_var.copy_(var.clamp_min(0))
+        self.rest_var.fill_(float((total - var.sum()).clamp_min(0) / max(d - k, 1)))
+
+    def _gauss(self, xc: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
+        """Wiener filter of centered inputs xc `(B, C, H, W)` at noise s4 `(B, 1, 1, 1)`."""
+        flat, s2 = xc.flatten(1), s4.flatten(1) ** 2
+        coef = flat @ self.pca_basis
+        top = coef @ self.pca_basis.T
+        shrunk = (coef * self.pca_var / (self.pca_var + s2)) @ self.pca_basis.T
+        rest = (flat - top) * self.rest_var / (self.rest_var + s2)
+        return (shrunk + rest).view_as(xc)
+
     def forward(self, x: torch.Tensor, sigma, y: torch.Tensor | None = None) -> torch.Tensor:
         s = _sigma_vector(sigma, x)
         sd = self.sigma_data
         c_noise = (s.log() / 4)[:, None]
-        e = self.sigma_emb(torch.cat([c_noise, (c_noise * self.freqs).sin(), (c_noise * self.freqs).cos()], 1))
+        e = self.sigma_emb(
+            torch.cat([c_noise, (c_noise * self.freqs).sin(), (c_noise * self.freqs).cos()], 1)
+        )
         if self.label_emb is not None:
             idx = torch.full_like(s, self.num_classes, dtype=torch.long) if y is None else y.long()
             e = e + self.label_emb(F.one_hot(idx, self.num_classes + 1).to(x.dtype))
         elif y is not None:
             raise ValueError("this denoiser is unconditional: train it with labels to use y")
         s4 = s[:, None, None, None]
-        c_skip = sd**2 / (s4**2 + sd**2)
         c_out = s4 * sd / (s4**2 + sd**2).sqrt()
         c_in = 1 / (s4**2 + sd**2).sqrt()
         xc = x - self.mean
-        return self.mean + c_skip * xc + c_out * self.net(c_in * xc, e)
+        base = self._gauss(xc, s4) if self.baseline == "gauss" else sd**2 / (s4**2 + sd**2) * xc
+        return self.mean + base + c_out * self.net(c_in * xc, e)
 
 
 def score_from_denoiser(D: Callable, x: torch.Tensor, sigma: float, y=None) -> torch.Tensor:
@@ -182,6 +243,8 @@ def train_denoiser(
     batch_size: int = 128,
     lr: float = 2e-3,
     label_dropout: float = 0.2,
+    baseline: str = "gauss",
+    pca_k: int = 512,
     device: str | torch.device | None = None,
 ) -> Path:
     """Train D by denoising score matching on x_train `(N, C, H, W)` in [0, 1]; save; return path.
@@ -190,6 +253,7 @@ def train_denoiser(
     ||D(x + sigma n; sigma) - x||^2, so one net serves every sigma in the range. `arch="auto"`
     picks the MLP when C*H*W <= MLP_MAX_DIM, else the conv U-Net; width defaults to 512 (MLP) or
     32 (U-Net). Pass y_train `(N,)` and num_classes for a class-conditional denoiser.
+    baseline="gauss" fits the Wiener-filter baseline on the top pca_k components (see Denoiser).
     """
     if out_path is None:
         raise ValueError("train_denoiser needs out_path (where to save the checkpoint)")
@@ -204,9 +268,10 @@ def train_denoiser(
     g = torch.Generator(device=device).manual_seed(seed)
     x_train = x_train.to(device, torch.float32)
     y_dev = y_train.to(device).long() if y_train is not None else None
-    D = Denoiser(shape, arch, width, depth, num_classes if y_train is not None else 0).to(device)
-    D.mean.copy_(x_train.mean(0))
-    D.sigma_data.fill_((x_train - D.mean).std().item())
+    k = min(pca_k, math.prod(shape)) if baseline == "gauss" else 0
+    n_cls = num_classes if y_train is not None else 0
+    D = Denoiser(shape, arch, width, depth, n_cls, baseline=baseline, k=k).to(device)
+    D.fit_data(x_train)
     opt = torch.optim.Adam(D.parameters(), lr=lr)
     steps = epochs * math.ceil(len(x_train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
@@ -220,7 +285,9 @@ def train_denoiser(
             x = x_train[idx]
             u = torch.rand(len(idx), generator=g, device=device)
             sigma = (log_lo + (log_hi - log_lo) * u).exp()
-            noisy = x + sigma[:, None, None, None] * torch.randn(x.shape, generator=g, device=device)
+            noisy = x + sigma[:, None, None, None] * torch.randn(
+                x.shape, generator=g, device=device
+            )
             y = None
             if y_dev is not None:
                 drop = torch.rand(len(idx), generator=g, device=device) < label_dropout
@@ -236,8 +303,16 @@ def train_denoiser(
             sched.step()
             loss_sum += loss.detach() * len(idx)
     config = dict(
-        shape=list(shape), arch=arch, width=width, depth=depth, num_classes=D.num_classes,
-        sigma_range=list(sigma_range), epochs=epochs, seed=seed,
+        shape=list(shape),
+        arch=arch,
+        width=width,
+        depth=depth,
+        num_classes=D.num_classes,
+        baseline=baseline,
+        k=k,
+        sigma_range=list(sigma_range),
+        epochs=epochs,
+        seed=seed,
         final_loss=float(loss_sum / len(x_train)),
     )
     out_path = Path(out_path)
@@ -251,9 +326,19 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
     """A denoiser saved by `train_denoiser`, in eval mode; `.config` holds its training settings."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if ckpt.get("format") != _FORMAT:
-        raise ValueError(f"{path} is not a {_FORMAT} checkpoint (use load_edm_denoiser for EDM files)")
+        raise ValueError(
+            f"{path} is not a {_FORMAT} checkpoint (use load_edm_denoiser for EDM files)"
+        )
     cfg = ckpt["config"]
-    D = Denoiser(cfg["shape"], cfg["arch"], cfg["width"], cfg["depth"], cfg["num_classes"])
+    D = Denoiser(
+        cfg["shape"],
+        cfg["arch"],
+        cfg["width"],
+        cfg["depth"],
+        cfg["num_classes"],
+        baseline=cfg["baseline"],
+        k=cfg["k"],
+    )
     D.load_state_dict(ckpt["state_dict"])
     D.config = cfg
     return D.to(device).eval()
@@ -264,7 +349,7 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
 
 
 class EDMAdapter(nn.Module):
-    """Wraps an EDM-style net `D'(x', sigma', class_labels=None)` into our convention D(x, sigma, y).
+    """Wraps an EDM-style net `D'(x', sigma', class_labels=None)` as our D(x, sigma, y).
 
     The wrapped net works on pixels in `data_range` (EDM: [-1, 1]) with sigma in those units,
     sigma' `(B,)`, and class_labels one-hot `(B, label_dim)` float or None. Our images are in
@@ -295,6 +380,14 @@ class EDMAdapter(nn.Module):
         return (out.to(x.dtype) - lo) / a
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold a code/ folder; torch.save archives only data.pkl and tensors."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(name.split("/")[1:2] == ["code"] for name in z.namelist())
+
+
 def load_edm_denoiser(
     path: str | os.PathLike,
     data_range: tuple[float, float] = (-1.0, 1.0),
@@ -311,14 +404,17 @@ def load_edm_denoiser(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no denoiser file at {path}")
-    try:
-        net = torch.jit.load(str(path), map_location=device)
-    except (RuntimeError, ValueError):
-        try:
-            net = torch.load(path, map_location=device, weights_only=False)
-        except (RuntimeError, pickle.UnpicklingError):
-            with open(path, "rb") as f:
-                net = pickle.load(f)
+    if _is_torchscript(path):
+        with (
+            warnings.catch_warnings()
+        ):  # TorchScript is deprecated, but users still have such files
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(path), map_location=device)
+    elif zipfile.is_zipfile(path):
+        net = torch.load(path, map_location=device, weights_only=False)
+    else:  # EDM's snapshots are plain pickles, not torch.save archives
+        with open(path, "rb") as f:
+            net = pickle.load(f)
     if isinstance(net, dict):
         net = next((net[k] for k in ("ema", "net", "model") if k in net), net)
     if not isinstance(net, nn.Module):
@@ -339,27 +435,31 @@ def kde_score(
     chunk: int = 1024,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Exact score of p_sigma = mean_i N(x_i, sigma^2 I) over x_train `(N, C, H, W)`, at x `(B, ...)`.
+    """Exact score of p_sigma = mean_i N(x_i, sigma^2 I) over x_train `(N, C, H, W)` at x (B, ...).
 
-    grad log p_sigma(x) = (sum_i w_i x_i - x) / sigma^2 with w = softmax_i(-||x - x_i||^2 / 2 sigma^2),
+    grad log p_sigma(x) = (sum_i w_i x_i - x) / sigma^2, w = softmax_i(-||x - x_i||^2 / 2 sigma^2),
     accumulated over chunks of the training set with a running log-sum-exp so memory stays
     O(chunk^2). With y `(B,)` and y_train `(N,)`, only training points of class y count (the
     class-conditional smoothed empirical score). float64 by default: the logits are large at
     small sigma and the distance expansion cancels.
     """
+    if y is not None and y_train is None:
+        raise ValueError("class-conditional kde_score needs y_train")
     xf = x.reshape(x.shape[0], -1).to(dtype)
+    train = x_train.reshape(len(x_train), -1)
     out = torch.empty_like(xf)
     for q0 in range(0, len(xf), chunk):
         q = xf[q0 : q0 + chunk]
-        m = torch.full((len(q), 1), -math.inf, dtype=dtype, device=x.device)
-        z = torch.zeros_like(m)
-        acc = torch.zeros_like(q)
-        for t0 in range(0, len(x_train), chunk):
-            t = x_train[t0 : t0 + chunk].reshape(-1, xf.shape[1]).to(x.device, dtype)
-            logit = -(q.pow(2).sum(1, keepdim=True) - 2 * q @ t.T + t.pow(2).sum(1)) / (2 * sigma**2)
+        m = torch.full((len(q), 1), -math.inf, dtype=dtype, device=x.device)  # running max logit
+        z = torch.zeros_like(m)  # running sum of exp(logit - m)
+        acc = torch.zeros_like(q)  # running sum of exp(logit - m) x_i
+        for t0 in range(0, len(train), chunk):
+            t = train[t0 : t0 + chunk].to(x.device, dtype)
+            dist2 = q.pow(2).sum(1, keepdim=True) - 2 * q @ t.T + t.pow(2).sum(1)
+            logit = -dist2 / (2 * sigma**2)
             if y is not None:
-                other = y[q0 : q0 + chunk, None].to(x.device) != y_train[None, t0 : t0 + chunk].to(x.device)
-                logit = logit.masked_fill(other, -math.inf)
+                yq, yt = y[q0 : q0 + chunk].to(x.device), y_train[t0 : t0 + chunk].to(x.device)
+                logit = logit.masked_fill(yq[:, None] != yt[None], -math.inf)
             m_new = torch.maximum(m, logit.max(1, keepdim=True).values)
             # Rows with no admissible point yet keep m = -inf; avoid inf - inf = nan.
             scale = torch.where(m_new > -math.inf, (m - m_new).exp(), torch.zeros_like(m))
@@ -376,10 +476,15 @@ def kde_score(
 
 
 class DenoiserScore:
-    """ScoreFn from a denoiser D(x, sigma, y=None) at a fixed sigma (EDM eq. 3), batched, no grad."""
+    """ScoreFn from a denoiser D(x, sigma, y=None) at fixed sigma (EDM eq. 3); batched, no grad."""
 
-    def __init__(self, D: Callable, sigma: float = DEFAULT_SCORE_SIGMA, name: str | None = None,
-                 batch_size: int = 512):
+    def __init__(
+        self,
+        D: Callable,
+        sigma: float = DEFAULT_SCORE_SIGMA,
+        name: str | None = None,
+        batch_size: int = 512,
+    ):
         self.D, self.sigma, self.batch_size = D, sigma, batch_size
         self.conditional = bool(getattr(D, "conditional", False))
         prefix = f"dsm-{D.arch}" if isinstance(D, Denoiser) else "denoiser"
@@ -396,21 +501,31 @@ class DenoiserScore:
         return torch.cat(parts)
 
 
-def dsm_score(path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu") -> DenoiserScore:
+def dsm_score(
+    path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu"
+) -> DenoiserScore:
     """ScoreFn "dsm-<arch>@<sigma>" from a checkpoint written by `train_denoiser`."""
     return DenoiserScore(load_denoiser(path, device), sigma)
 
 
-def edm_score(path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu", **kw) -> DenoiserScore:
+def edm_score(
+    path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu", **kw
+) -> DenoiserScore:
     """ScoreFn "edm-file@<sigma>" from a user's EDM-style denoiser file (see load_edm_denoiser)."""
-    return DenoiserScore(load_edm_denoiser(path, device=device, **kw), sigma, name=f"edm-file@{sigma:g}")
+    return DenoiserScore(
+        load_edm_denoiser(path, device=device, **kw), sigma, name=f"edm-file@{sigma:g}"
+    )
 
 
 class KDEScore:
-    """ScoreFn "kde@<sigma>": the smoothed empirical score of a training set (conditional if y_train)."""
+    """ScoreFn "kde@<sigma>": smoothed empirical score of a training set (conditional: y_train)."""
 
-    def __init__(self, x_train: torch.Tensor, sigma: float = DEFAULT_SCORE_SIGMA,
-                 y_train: torch.Tensor | None = None):
+    def __init__(
+        self,
+        x_train: torch.Tensor,
+        sigma: float = DEFAULT_SCORE_SIGMA,
+        y_train: torch.Tensor | None = None,
+    ):
         self.x_train, self.y_train, self.sigma = x_train, y_train, sigma
         self.conditional = y_train is not None
         self.name = f"kde@{sigma:g}"

@@ -1,0 +1,170 @@
+"""Tangent bases for a CIFAR-shaped decoder (3x32x32, latent 128): batched vmap(jacfwd) + QR
+(trainables.measure.tangent.tangent_bases) against the reference code's method (one backward
+pass per output pixel, 3072 per image, then an SVD), same decoder, same run.
+
+    python benchmarks/bench_tangent.py                       # ~1 min on 2 cores
+    python benchmarks/bench_tangent.py --threads 1
+    python benchmarks/bench_tangent.py --reference-pixels 3072 --n-reference 2   # full reference
+    python benchmarks/bench_tangent.py --memory-n 1000       # + peak RSS for 1,000 images
+
+Prints per-image times, the speedup over the reference, and the ratio to the floor: 128
+decoder forward passes per image, run batched (k JVPs cannot cost less than k forwards).
+By default the reference's per-pixel loop is timed on its first 512 pixels and scaled to
+3072 (every backward pass costs the same: same graph, one-hot seed), plus a timed SVD of the
+full Jacobian; `--reference-pixels 3072` runs it whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from trainables.measure.autoencoder import build_nets  # noqa: E402
+from trainables.measure.tangent import jacobian_reference, orth_svd, tangent_bases  # noqa: E402
+
+SHAPE, LATENT = (3, 32, 32), 128
+D = SHAPE[0] * SHAPE[1] * SHAPE[2]
+
+
+def decoder_and_latents(n: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The project's CIFAR autoencoder decoder (conv, softplus), untrained: the cost of a
+    Jacobian does not depend on the weights' values."""
+    torch.manual_seed(0)
+    _, decoder = build_nets(SHAPE, LATENT, "conv")
+    return decoder.eval(), torch.randn(n, LATENT)
+
+
+def best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def memory_child(n: int, chunk: int) -> None:
+    """Run in a fresh process: peak RSS of tangent bases for n images (ru_maxrss, KiB)."""
+    decoder, z = decoder_and_latents(n)
+    tangent_bases(decoder, z[:2], chunk_size=chunk)  # warm up (torch loads JVP rules once)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    q = tangent_bases(decoder, z, chunk_size=chunk)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "q_mib": q.numel() * q.element_size() / 2**20,
+                "rss_before_mib": before / 1024,
+                "rss_peak_mib": after / 1024,
+                "seconds": seconds,
+            }
+        )
+    )
+
+
+def time_reference(decoder, z: torch.Tensor, pixels: int) -> tuple[float, float]:
+    """Seconds per image of the reference method (scaled from `pixels` backward passes), and
+    the Jacobian rows it computed."""
+    start = time.perf_counter()
+    rows = jacobian_reference(decoder, z, pixels)
+    t_rows = (time.perf_counter() - start) * D / len(rows)
+    jac = torch.func.jacfwd(lambda zi: decoder(zi[None]).reshape(-1))(z)  # same values, fast
+    with torch.no_grad():
+        t_svd = best_time(lambda: orth_svd(jac), 1)
+    return t_rows + t_svd, float((rows - jac[: len(rows)]).detach().abs().max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-batched", type=int, default=64, help="images for the batched method")
+    ap.add_argument("--n-reference", type=int, default=1, help="images for the reference method")
+    ap.add_argument("--reference-pixels", type=int, default=512, help="backward passes timed")
+    ap.add_argument("--chunk-size", type=int, default=16, help="tangent_bases chunk size")
+    ap.add_argument("--repeats", type=int, default=2, help="best of this many timings (batched)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
+    ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_child:
+        return memory_child(args.memory_child, args.chunk_size)
+
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"load avg at start {os.getloadavg()[0]:.2f}"
+    )
+    decoder, z = decoder_and_latents(args.n_batched)
+    tangent_bases(decoder, z[:2], chunk_size=args.chunk_size)  # warm-up
+
+    q = None
+
+    def batched():
+        nonlocal q
+        q = tangent_bases(decoder, z, chunk_size=args.chunk_size)
+
+    t_batched = best_time(batched, args.repeats) / args.n_batched
+
+    # Floor: the same number of decoder forward passes (k per image), batched like the JVPs.
+    rows = z.repeat_interleave(LATENT, dim=0)  # (n * k, latent)
+
+    def floor():
+        with torch.no_grad():
+            for part in rows.split(args.chunk_size * LATENT):
+                decoder(part)
+
+    t_floor = best_time(floor, args.repeats) / args.n_batched
+
+    pixels = min(args.reference_pixels, D)
+    timed = [time_reference(decoder, z[i], pixels) for i in range(args.n_reference)]
+    t_ref = sum(t for t, _ in timed) / len(timed)
+    gap = max(g for _, g in timed)
+
+    print(f"decoder {SHAPE} latent {LATENT}: d = {D}, Q {tuple(q.shape)}")
+    print(
+        f"reference ({D} backward passes + SVD; {pixels} passes timed), "
+        f"{args.n_reference} image(s): {t_ref:.3f} s/image"
+    )
+    print(
+        f"batched vmap(jacfwd) + QR, {args.n_batched} images, chunk {args.chunk_size}: "
+        f"{t_batched * 1e3:.2f} ms/image"
+    )
+    print(f"floor ({LATENT} batched decoder forwards per image): {t_floor * 1e3:.2f} ms/image")
+    print(f"speedup over reference: {t_ref / t_batched:.1f}x (target >= 300x)")
+    print(f"ratio to floor: {t_batched / t_floor:.2f}x (aim <= 2x)")
+    print(f"max |J_ref - J_jacfwd| on the reference rows: {gap:.1e}")
+
+    if args.memory_n:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            str(args.memory_n),
+            "--chunk-size",
+            str(args.chunk_size),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
+        res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        print(
+            f"memory, {res['n']} images in a fresh process: Q {res['q_mib']:.0f} MiB; peak RSS "
+            f"{res['rss_peak_mib']:.0f} MiB (before the call {res['rss_before_mib']:.0f} MiB: "
+            f"+{res['rss_peak_mib'] - res['rss_before_mib']:.0f} MiB); {res['seconds']:.1f} s"
+        )
+    print(f"load avg at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Plot functions take and return Axes; the gallery reads maps files and reports gaps."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from analysis import fit_regimes, label_trials, schema  # noqa: E402
+from analysis.gallery import gallery_figure, load_maps, show_image, show_map  # noqa: E402
+from analysis.groups import split_groups  # noqa: E402
+from analysis.plots import plot_quantity, regime_figure, shade_regimes  # noqa: E402
+
+try:
+    from test_analysis_fakes import make_tables
+except ImportError:
+    from tests.test_analysis_fakes import make_tables
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    trials, _ = make_tables(seeds=(0, 1))
+    trials = schema.coerce(trials, "trials")
+    bounds = fit_regimes(trials, rng=np.random.default_rng(0), n_boot=20)
+    return trials, bounds
+
+
+def test_axes_in_axes_out(fitted):
+    trials, bounds = fitted
+    (_, rows), = split_groups(trials)  # fmt: skip
+    fig, ax = plt.subplots()
+    assert plot_quantity(ax, rows, "alignment", "alignment", "k") is ax
+    assert shade_regimes(ax, bounds, "paper") is ax
+    assert len(ax.patches) >= 3  # weak, Bayes-aligned, excessive spans
+    plt.close(fig)
+    fig = regime_figure(rows, bounds, "gradnorm")
+    assert len(fig.axes) == 3  # top, bottom, and bottom's twin for alignment
+    plt.close(fig)
+
+
+def test_gallery_with_rgb_maps_and_a_missing_regime(tmp_path, fitted):
+    trials, bounds = fitted
+    labels = label_trials(trials, bounds)
+    (tmp_path / "maps").mkdir()
+    rng = np.random.default_rng(0)
+    keep = labels[labels["regime_paper"] != "excessive"]["config_id"]
+    for cid in keep:
+        arrays = {k: rng.random((3, 3, 8, 8)) for k in ("inputs", "score", "gradient")}
+        np.savez(tmp_path / "maps" / f"{cid}.npz", **arrays)
+    fig, note = gallery_figure(tmp_path, labels, "gradnorm", n_examples=2)
+    assert fig is not None and len(fig.axes) == 2 * 5
+    assert "no trial with maps in regime(s) excessive" in note
+    plt.close(fig)
+
+
+def test_load_maps_names_the_problem(tmp_path):
+    np.savez(tmp_path / "bad.npz", inputs=np.zeros((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match="missing arrays"):
+        load_maps(tmp_path / "bad.npz")
+
+
+def test_show_functions_handle_odd_inputs():
+    fig, ax = plt.subplots()
+    assert show_image(ax, np.full((2, 4, 4), 5.0)) is ax  # 2 channels, constant, outside [0, 1]
+    assert show_map(ax, np.zeros((1, 4, 4))) is ax  # all-zero map
+    plt.close(fig)
