@@ -74,16 +74,16 @@ def memory_child(n: int, chunk: int) -> None:
     )
 
 
-def time_reference(decoder, z: torch.Tensor, pixels: int) -> tuple[float, float]:
-    """Seconds per image of the reference method (scaled from `pixels` backward passes), and
-    the Jacobian rows it computed."""
+def time_reference(decoder, z: torch.Tensor, pixels: int) -> tuple[float, float, float]:
+    """Seconds per image of the reference's backward passes (scaled from `pixels` of them) and
+    of its SVD, and the largest gap between its Jacobian rows and jacfwd's."""
     start = time.perf_counter()
     rows = jacobian_reference(decoder, z, pixels)
     t_rows = (time.perf_counter() - start) * D / len(rows)
     jac = torch.func.jacfwd(lambda zi: decoder(zi[None]).reshape(-1))(z)  # same values, fast
     with torch.no_grad():
         t_svd = best_time(lambda: orth_svd(jac), 1)
-    return t_rows + t_svd, float((rows - jac[: len(rows)]).detach().abs().max())
+    return t_rows, t_svd, float((rows - jac[: len(rows)]).detach().abs().max())
 
 
 def main() -> None:
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--n-batched", type=int, default=64, help="images for the batched method")
     ap.add_argument("--n-reference", type=int, default=1, help="images for the reference method")
     ap.add_argument("--reference-pixels", type=int, default=512, help="backward passes timed")
-    ap.add_argument("--chunk-size", type=int, default=16, help="tangent_bases chunk size")
+    ap.add_argument("--chunk-size", type=int, default=8, help="tangent_bases chunk size")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings (batched)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
@@ -129,13 +129,18 @@ def main() -> None:
 
     pixels = min(args.reference_pixels, D)
     timed = [time_reference(decoder, z[i], pixels) for i in range(args.n_reference)]
-    t_ref = sum(t for t, _ in timed) / len(timed)
-    gap = max(g for _, g in timed)
+    t_rows = sum(t for t, _, _ in timed) / len(timed)
+    t_svd = sum(t for _, t, _ in timed) / len(timed)
+    t_ref, gap = t_rows + t_svd, max(g for _, _, g in timed)
 
     print(f"decoder {SHAPE} latent {LATENT}: d = {D}, Q {tuple(q.shape)}")
     print(
         f"reference ({D} backward passes + SVD; {pixels} passes timed), "
         f"{args.n_reference} image(s): {t_ref:.3f} s/image"
+    )
+    print(
+        f"  of which backward passes {t_rows:.3f} s ({t_rows / D * 1e3:.2f} ms each), "
+        f"SVD {t_svd:.3f} s"
     )
     print(
         f"batched vmap(jacfwd) + QR, {args.n_batched} images, chunk {args.chunk_size}: "

@@ -46,6 +46,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--data-root", default="")
     p.add_argument("--cache-dir", default="", help="where shared artifacts are cached")
     p.add_argument("--checkpoint-dir", default="", help="save every epoch; resume if present")
+    p.add_argument("--output", default="results/train", help="where gradient/score maps go")
     p.add_argument("--device", default="", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-measure", action="store_true", help="train and test accuracy only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -111,6 +112,15 @@ def cmd_train(args) -> int:
         measurer=measurer,
     )  # fmt: skip
     result.pop("measure_rows")
+    for epoch in result["history"]:
+        epoch.get("measures", {}).pop("maps", None)
+    maps = result.pop("maps", None)
+    if maps is not None:
+        import numpy as np
+
+        os.makedirs(args.output, exist_ok=True)
+        result["maps_path"] = os.path.abspath(os.path.join(args.output, f"{cfg.config_id}.npz"))
+        np.savez_compressed(result["maps_path"], **maps)
     if args.json:
         print(json.dumps(_jsonable(result)))
     else:

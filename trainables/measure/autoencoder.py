@@ -269,6 +269,8 @@ def train_autoencoder(
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainerConfig
 
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1; got {epochs}")
     AE, AEConfig, Encoder, Decoder, LossHistory, QuietTrainer = _pythae_classes()
     shape = tuple(int(s) for s in x_train.shape[1:])
     if len(shape) != 3:

@@ -20,14 +20,15 @@ from torch.func import jacfwd, vmap
 Decode = Callable[[torch.Tensor], torch.Tensor]  # (B, k) -> (B, C, H, W)
 
 
-def tangent_bases(decode: Decode, z: torch.Tensor, chunk_size: int = 16) -> torch.Tensor:
+def tangent_bases(decode: Decode, z: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
     """Orthonormal tangent bases Q `(B, d, k)` at latents z `(B, k)`; d = C*H*W.
 
     `decode` maps `(B, k) -> (B, C, H, W)` (an eval-mode module, no dropout or batch statistics:
-    vmap feeds it one latent at a time). `chunk_size` latents are processed at once; peak
-    extra memory is about chunk_size * k times the decoder's activations for one image, plus
-    J for the chunk (chunk_size * d * k floats). The result, B * d * k floats, lives on z's
-    device. Columns of Q follow QR's sign convention; only span(Q) (the projector QQ^T) is
+    vmap feeds it one latent at a time). `chunk_size` latents are processed at once: the
+    transient memory is about chunk_size * k times the decoder's activations for one image
+    (measured for the CIFAR decoder, k = 128: ~50 MiB per image of the chunk) plus J for the
+    chunk. The result, B * d * k floats (1.5 GiB for 1,000 CIFAR images at k = 128), lives on
+    z's device. Columns of Q follow QR's sign convention; only span(Q) (the projector QQ^T) is
     meaningful.
     """
 

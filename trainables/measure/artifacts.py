@@ -1,0 +1,189 @@
+"""Shared measurement artifacts, built once per dataset and reused by every trial.
+
+An artifact set holds what no trial should rebuild: the evaluation subset (points, labels,
+signal masks), the pythae autoencoder's tangent bases at those points, and the denoiser that
+gives the score. It is identified by a hash of `ArtifactConfig`, cached on disk under
+`<cache_dir>/<dataset>-<artifact_id>/`, and checked against a SHA-256 checksum on load: a
+truncated or edited file is rebuilt, never silently used. The loaded `Artifacts` object is plain
+tensors plus a CPU module, so the sweep driver can put it in Ray's object store and hand it to
+trials on any node.
+
+Artifacts are built from the dataset at seed 0: every trial seed is measured on the same
+evaluation points, so differences between seeds are differences between models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from trainables.config import TrialConfig
+from trainables.data import DataBundle, load_dataset
+from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
+from trainables.measure.score import DEFAULT_SCORE_SIGMA, load_denoiser, train_denoiser
+from trainables.measure.tangent import tangent_bases
+
+FORMAT = "pags-artifacts/1"
+TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "pags", "artifacts")
+
+# Training budgets for the small sets (2 CPU cores: ~20-60 s each); the big sets get more.
+AE_EPOCHS = {"digits-distractor": 30, "synthetic-manifold": 30, "mnist-distractor": 20}
+DENOISER_EPOCHS = {"digits-distractor": 40, "synthetic-manifold": 20, "mnist-distractor": 20}
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    dataset: str
+    latent_dim: int
+    eval_points: int
+    score_sigma: float
+    ae_epochs: int
+    denoiser_epochs: int
+    seed: int = 0
+
+    @classmethod
+    def for_trial(cls, cfg: TrialConfig) -> ArtifactConfig:
+        """The artifacts a trial needs; its 0-valued fields take the dataset's defaults."""
+        return cls(
+            dataset=cfg.dataset,
+            latent_dim=cfg.latent_dim or default_latent_dim(cfg.dataset),
+            eval_points=cfg.eval_points,
+            score_sigma=cfg.score_sigma or DEFAULT_SCORE_SIGMA,
+            ae_epochs=AE_EPOCHS.get(cfg.dataset, 100),
+            denoiser_epochs=DENOISER_EPOCHS.get(cfg.dataset, 100),
+        )
+
+    @property
+    def artifact_id(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Artifacts:
+    """Evaluation points and what the measurements need there. Tensors on CPU.
+
+    x `(N, C, H, W)`, y `(N,)`, signal_mask `(N, 1, H, W)` bool or None, tangent `(N, d, k)`
+    orthonormal bases from the autoencoder, denoiser `D(x, sigma, y=None)` (class-conditional;
+    y=None gives the unconditional one).
+    """
+
+    config: ArtifactConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    signal_mask: Optional[torch.Tensor]
+    tangent: torch.Tensor
+    denoiser: nn.Module
+    path: str = ""
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artifact_dir(cfg: ArtifactConfig, cache_dir: str) -> str:
+    return os.path.join(os.path.abspath(cache_dir), f"{cfg.dataset}-{cfg.artifact_id}")
+
+
+def load_artifacts(folder: str) -> Artifacts:
+    """Load a built artifact set; ValueError when a file is missing or fails its checksum."""
+    meta_path = os.path.join(folder, META_FILE)
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        for name, digest in meta["sha256"].items():
+            if _sha256(os.path.join(folder, name)) != digest:
+                raise ValueError(f"{name} fails its SHA-256 checksum (truncated or modified)")
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{folder}: incomplete artifact set ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{folder}: {err}") from None
+    t = torch.load(os.path.join(folder, TENSORS_FILE), map_location="cpu", weights_only=True)
+    denoiser = load_denoiser(os.path.join(folder, "denoiser.pt"), "cpu").eval()
+    return Artifacts(
+        ArtifactConfig(**meta["config"]), t["x"], t["y"], t.get("signal_mask"), t["tangent"],
+        denoiser, folder,
+    )  # fmt: skip
+
+
+def prepare_artifacts(
+    cfg: TrialConfig,
+    cache_dir: str | None = None,
+    bundle: DataBundle | None = None,
+    log=print,
+) -> Artifacts:
+    """The artifacts for `cfg`'s dataset: from the cache when intact, else built and cached.
+
+    A corrupt cached set (checksum mismatch, missing file) is reported through `log` and rebuilt.
+    """
+    acfg = ArtifactConfig.for_trial(cfg)
+    folder = artifact_dir(acfg, cache_dir or DEFAULT_CACHE)
+    if os.path.exists(os.path.join(folder, META_FILE)):
+        try:
+            return load_artifacts(folder)
+        except ValueError as err:
+            log(f"rebuilding artifacts: {err}")
+    bundle = load_dataset(cfg.dataset, acfg.seed, cfg.data_root) if bundle is None else bundle
+    _build(acfg, bundle, folder, log)
+    return load_artifacts(folder)
+
+
+def _stack(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(dataset, "tensors"):
+        return dataset.tensors[0][:n], dataset.tensors[1][:n]
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+
+
+def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
+    """Train the autoencoder and denoiser, compute tangent bases, write with checksums."""
+    tmp = f"{folder}.building-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    x_train, y_train = _stack(bundle.train, 60_000)
+    log(f"artifacts for {acfg.dataset}: training the autoencoder (k={acfg.latent_dim}) ...")
+    ae_dir = train_autoencoder(
+        x_train, acfg.latent_dim, acfg.ae_epochs, acfg.seed, os.path.join(tmp, "autoencoder")
+    )
+    log(f"artifacts for {acfg.dataset}: training the denoiser (score) ...")
+    train_denoiser(
+        x_train, acfg.denoiser_epochs, acfg.seed, out_path=os.path.join(tmp, "denoiser.pt"),
+        y_train=y_train, num_classes=bundle.num_classes,
+    )  # fmt: skip
+    x, y = _stack(bundle.test, acfg.eval_points)
+    mask = bundle.signal_mask_test[: len(x)] if bundle.signal_mask_test is not None else None
+    ae = load_autoencoder(ae_dir)
+    with torch.no_grad():
+        z = ae.encode(x)
+    tangent = tangent_bases(ae.decode, z)
+    tensors = {"x": x, "y": y, "tangent": tangent}
+    if mask is not None:
+        tensors["signal_mask"] = mask
+    torch.save(tensors, os.path.join(tmp, TENSORS_FILE))
+    files = [TENSORS_FILE, "denoiser.pt"]
+    meta = {
+        "format": FORMAT,
+        "config": dataclasses.asdict(acfg),
+        "artifact_id": acfg.artifact_id,
+        "sha256": {name: _sha256(os.path.join(tmp, name)) for name in files},
+    }
+    with open(os.path.join(tmp, META_FILE), "w") as f:
+        json.dump(meta, f, indent=1)
+    # Swap the finished folder in whole: a crash mid-build leaves only the .building folder.
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
