@@ -25,6 +25,7 @@ import sys
 import time
 
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -97,8 +98,9 @@ def main() -> None:
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:
+    if args.threads:  # torch's intra-op pool and the BLAS/OpenMP pools alike
         torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     if args.memory_child:
         return memory_child(args.memory_child, args.chunk_size)
 

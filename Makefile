@@ -1,0 +1,26 @@
+# Quick start: `make demo` (default sweep + report on the embedded digits) and `make test`.
+# Both create .venv and install the project into it on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pags-installed
+
+.PHONY: install demo test test-all lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch/torchvision pinned as a pair: PyPI's torchvision does not import beside other torches
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pags sweep --preset digits-quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check sweep trainables analysis tests benchmarks

@@ -1,0 +1,224 @@
+"""The sweep configuration: a preset plus the user's overrides, frozen and identified by a hash.
+
+`SweepConfig` says *what* a sweep computes (dataset, methods, strengths, seeds, trial
+overrides, search settings); where it runs and stores things (output, storage, resources,
+address, data root, cache) is not part of it. Its JSON is stored in the experiment directory;
+a rerun with the same config resumes, a different one is refused with the first difference
+named (`first_difference`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from sweep.presets import ROBUST_METHODS, get_preset
+from trainables.config import METHODS, TrialConfig
+from trainables.recipes import recipe_config
+
+SEARCHES = ("grid", "optuna")
+# Objectives for `--search optuna` and their direction (analysis/schema.py documents them).
+OBJECTIVES = {
+    "alignment": "max",
+    "test_accuracy": "max",
+    "relative_off_manifold_robustness": "min",
+    "relative_noise_robustness": "max",
+}
+# Set by the sweep itself (grid axes) or by non-identity options, never by `--set`.
+RESERVED = {
+    "method": "--methods",
+    "strength": "--strengths",
+    "seed": "--seeds",
+    "data_root": "--data-root",
+    "artifacts_dir": "--cache-dir",
+}
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep. `strengths` holds a grid per selected robust method; `overrides` are
+    TrialConfig fields (typed) on top of the dataset recipe, e.g. epochs or eval_points."""
+
+    preset: str
+    dataset: str
+    methods: tuple[str, ...]
+    strengths: tuple[tuple[str, tuple[float, ...]], ...]
+    seeds: int
+    overrides: tuple[tuple[str, Any], ...]
+    search: str = "grid"
+    objective: str = "alignment"
+    search_trials: int = 0
+    search_seed: int = 0
+    asha: bool = False
+
+    # ---- identity -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: tuples become lists, pairs become dicts."""
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        d["strengths"] = {m: list(s) for m, s in self.strengths}
+        d["overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides}
+        return d
+
+    @property
+    def config_id(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def strength_grid(self, method: str) -> tuple[float, ...]:
+        return dict(self.strengths).get(method, ()) if method != "none" else (0.0,)
+
+    # ---- expansion ----------------------------------------------------------------------
+    def trial_dict(self, method: str, strength: float, seed: int, **where: str) -> dict:
+        """The TrialConfig dict of one trial: recipe, preset and user overrides, the preset's
+        learning-rate rule, and `where` (data_root, artifacts_dir: not identity)."""
+        overrides = dict(self.overrides)
+        base = {"dataset": self.dataset, **overrides}
+        d = recipe_config({**base, "method": method, "strength": strength, "seed": seed})
+        # The preset's rule scales the configured lr (recipe, preset or --set lr=...).
+        base_lr = recipe_config({**base, "method": "none"})["lr"]
+        d.update(get_preset(self.preset).trial_overrides(method, strength, base_lr))
+        d.update({k: v for k, v in where.items() if v})
+        return d
+
+    def trial_configs(self, **where: str) -> list[TrialConfig]:
+        """Every trial of a grid sweep, in (seed, method, strength) order. For a search, the
+        baseline trials only (the searched ones are sampled by Optuna)."""
+        out = []
+        for seed in range(self.seeds):
+            for method in self.methods:
+                if self.search != "grid" and method != "none":
+                    continue
+                for strength in self.strength_grid(method):
+                    out.append(TrialConfig.from_dict(self.trial_dict(method, strength, seed, **where)))
+        return out
+
+    def search_bounds(self, method: str) -> tuple[float, float]:
+        """log10-strength interval searched for `method`: the preset grid's range."""
+        s = self.strength_grid(method)
+        return math.log10(min(s)), math.log10(max(s))
+
+    @property
+    def searched_methods(self) -> tuple[str, ...]:
+        return tuple(m for m in self.methods if m != "none") if self.search != "grid" else ()
+
+
+def from_preset(
+    name: str,
+    *,
+    methods: Optional[Sequence[str]] = None,
+    strengths: Optional[Sequence[float]] = None,
+    seeds: Optional[int] = None,
+    epochs: Optional[int] = None,
+    sets: Optional[dict[str, Any]] = None,
+    search: str = "grid",
+    objective: str = "alignment",
+    search_trials: int = 0,
+    asha: bool = False,
+) -> SweepConfig:
+    """Build and validate a sweep; every problem raises ValueError with one line naming the
+    bad value and what is allowed. All trial configs are built here, so an invalid override
+    fails before anything runs."""
+    preset = get_preset(name)
+    methods = tuple(dict.fromkeys(methods)) if methods else preset.methods
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"method {m!r} is unknown; allowed: {', '.join(METHODS)}")
+    if strengths is not None:
+        strengths = tuple(float(s) for s in strengths)
+        for s in strengths:
+            if not (s > 0 and math.isfinite(s)):
+                raise ValueError(f"strength {s!r} is invalid; allowed: finite numbers > 0")
+        if not strengths:
+            raise ValueError("--strengths is empty; allowed: comma-separated numbers > 0")
+    grids = tuple(
+        (m, tuple(strengths) if strengths is not None else preset.strengths[m])
+        for m in methods
+        if m in ROBUST_METHODS
+    )
+    seeds = preset.seeds if seeds is None else seeds
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds} is invalid; allowed: an integer >= 1")
+    if search not in SEARCHES:
+        raise ValueError(f"search {search!r} is unknown; allowed: {', '.join(SEARCHES)}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+    overrides = _overrides(preset, epochs, sets or {})
+    sweep = SweepConfig(
+        preset=preset.name,
+        dataset=preset.dataset,
+        methods=methods,
+        strengths=grids,
+        seeds=seeds,
+        overrides=tuple(sorted(overrides.items())),
+        search=search,
+        # Only a search optimizes an objective; a grid keeps the default so that it is not
+        # part of the grid's identity.
+        objective=objective if search != "grid" else "alignment",
+        search_trials=search_trials if search != "grid" else 0,
+        asha=asha,
+    )
+    _check_search(sweep, search_trials)
+    # Validate every trial (strict TrialConfig parsing) before anything runs.
+    sweep.trial_configs()
+    for m in sweep.searched_methods:
+        for log_s in sweep.search_bounds(m):
+            TrialConfig.from_dict(sweep.trial_dict(m, 10**log_s, 0))
+    return sweep
+
+
+def _overrides(preset, epochs: Optional[int], sets: dict[str, Any]) -> dict[str, Any]:
+    """Preset overrides, then --epochs, then --set; typed through a TrialConfig round trip."""
+    for key in sets:
+        if key in RESERVED:
+            raise ValueError(f"--set {key} is not allowed; use {RESERVED[key]}")
+    raw = {**preset.overrides, **({"epochs": epochs} if epochs is not None else {}), **sets}
+    probe = TrialConfig.from_dict(recipe_config({"dataset": preset.dataset, **raw}))
+    return {k: getattr(probe, k) for k in raw}
+
+
+def _check_search(sweep: SweepConfig, trials: int) -> None:
+    if sweep.search == "grid":
+        return
+    if trials < 1:
+        raise ValueError(f"--trials {trials} is invalid; allowed: an integer >= 1")
+    if not sweep.searched_methods:
+        raise ValueError("--search needs a robust method; allowed: " + ", ".join(ROBUST_METHODS))
+    if not dict(sweep.overrides).get("measure", True) and sweep.objective != "test_accuracy":
+        raise ValueError(
+            f"objective {sweep.objective!r} needs measure=true; allowed with measure=false: "
+            "test_accuracy"
+        )
+
+
+def first_difference(stored: dict[str, Any], current: dict[str, Any]) -> Optional[str]:
+    """The first field where two sweep-config dicts differ, as 'field (stored X, requested Y)';
+    None if they are equal."""
+    a, b = _flat(stored), _flat(current)
+    for key in list(dict.fromkeys([*a, *b])):
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            return f"{key} (stored {_show(a.get(key))}, requested {_show(b.get(key))})"
+    return None
+
+
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if key in ("strengths", "overrides") and isinstance(value, dict):
+            prefix = "strengths of " if key == "strengths" else ""
+            for k, v in value.items():
+                out[f"{prefix}{k}"] = v
+        elif key != "config_id":
+            out[key] = value
+    return out
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unset"
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."

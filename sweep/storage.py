@@ -1,0 +1,100 @@
+"""Paths of an experiment directory: a local path or a pyarrow-supported URI (s3://, gs://).
+
+Ray Tune accepts both as `storage_path`; the tables, the maps and the sweep config go through
+the same pyarrow filesystem, so a sweep on a cluster with `--storage s3://bucket/pags` leaves
+everything in the bucket. Local paths are made absolute: Tune changes each trial's working
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import Optional
+
+import pyarrow.fs as pafs
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def resolve(path: str) -> str:
+    """Absolute local path, or the URI unchanged (without a trailing slash)."""
+    if is_uri(path):
+        return path.rstrip("/")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts) if is_uri(base) else os.path.join(base, *parts)
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it). Raises ValueError for an unusable URI."""
+    if not is_uri(path):
+        return pafs.LocalFileSystem(), path
+    try:
+        return pafs.FileSystem.from_uri(path)
+    except Exception as err:  # pyarrow raises several types for bad schemes/credentials
+        raise ValueError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
+
+
+def check_writable(path: str) -> None:
+    """Refuse a path that cannot become a writable directory, without writing anything.
+
+    Local: the nearest existing ancestor must be a writable directory. URI: the filesystem
+    must resolve and the path must not be a file (credentials are checked on first write)."""
+    if is_uri(path):
+        fs, inner = filesystem(path)
+        try:
+            info = fs.get_file_info(inner)
+        except Exception as err:
+            raise ValueError(f"storage {path!r} is not reachable: {err}") from None
+        if info.type == pafs.FileType.File:
+            raise ValueError(f"storage {path!r} is a file; allowed: a directory")
+        return
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ValueError(f"output {path!r} is not writable: {probe!r} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"output {path!r} is not writable: no permission on {probe!r}")
+
+
+def exists(path: str) -> bool:
+    fs, inner = filesystem(path)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+
+
+def read_text(path: str) -> Optional[str]:
+    """The file's text, or None if it does not exist."""
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(inner) as f:
+        return f.read().decode()
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write to a temp name beside `path`, then move over it (a reader never sees half)."""
+    fs, inner = filesystem(path)
+    fs.create_dir(posixpath.dirname(inner) if is_uri(path) else os.path.dirname(inner))
+    tmp = f"{inner}.tmp-{os.getpid()}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, inner)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def copy_file(src_fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Copy one file from any filesystem to `dst` (atomically)."""
+    with src_fs.open_input_stream(src) as f:
+        write_bytes_atomic(dst, f.read())
