@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -53,26 +52,28 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
+def _rss_mib() -> tuple[int, int]:
+    """(current RSS, peak RSS since the last reset) in MiB, from /proc (Linux)."""
+    status = open("/proc/self/status").read()
+    kib = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()[1:]
+           if line.startswith(("VmRSS", "VmHWM"))}  # fmt: skip
+    return kib["VmRSS"] // 1024, kib["VmHWM"] // 1024
+
+
 def memory_child(n: int, chunk: int) -> None:
-    """Run in a fresh process: peak RSS of tangent bases for n images (ru_maxrss, KiB)."""
+    """Run in a fresh process: RSS growth and peak of tangent bases for n images."""
     decoder, z = decoder_and_latents(n)
     tangent_bases(decoder, z[:2], chunk_size=chunk)  # warm up (torch loads JVP rules once)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark to the current RSS (Linux >= 4.0)
+    before, _ = _rss_mib()
     start = time.perf_counter()
     q = tangent_bases(decoder, z, chunk_size=chunk)
     seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "n": n,
-                "q_mib": q.numel() * q.element_size() / 2**20,
-                "rss_before_mib": before / 1024,
-                "rss_peak_mib": after / 1024,
-                "seconds": seconds,
-            }
-        )
-    )
+    _, peak = _rss_mib()
+    q_mib = q.numel() * q.element_size() / 2**20
+    result = {"n": n, "q_mib": q_mib, "rss_before_mib": before, "rss_peak_mib": peak}
+    print(json.dumps({**result, "seconds": seconds}))
 
 
 def time_reference(decoder, z: torch.Tensor, pixels: int) -> tuple[float, float, float]:

@@ -10,7 +10,8 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 
 class UsageError(Exception):
@@ -143,17 +144,157 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+
+
+def add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run (or resume) a sweep of trials with Ray Tune")
+    p.add_argument("--preset", required=True, help="digits-quick, digits, synthetic, ...")
+    p.add_argument("--methods", type=_csv, help="comma-separated, e.g. none,gradnorm")
+    p.add_argument("--strengths", type=_floats, help="comma-separated, for every robust method")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..n-1)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other trial config field, e.g. train_subset=256",
+    )
+    p.add_argument("--output", help="experiment directory (default results/<preset>)")
+    p.add_argument(
+        "--storage",
+        help="shared storage root (NFS path or s3://...); the "
+        "experiment directory becomes <storage>/<name of --output>",
+    )
+    p.add_argument("--cpus-per-trial", type=float)
+    p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU, e.g. 0.5")
+    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
+    p.add_argument("--data-root", default="")
+    p.add_argument(
+        "--cache-dir",
+        default="",
+        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
+    )
+    p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
+    p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
+    p.add_argument("--search", choices=["grid", "optuna"], default="grid")
+    p.add_argument("--objective", default="alignment", help="what --search optuna optimizes")
+    p.add_argument("--trials", type=int, default=0, help="--search: trials per method")
+    p.add_argument(
+        "--asha",
+        action="store_true",
+        help="ASHA early stopping (off by default: it would cut the excessive-regime trials)",
+    )
+
+
+def cmd_sweep(args) -> int:
+    import os
+
+    from sweep import storage
+    from sweep.config import from_preset
+    from sweep.driver import Where, drive
+    from sweep.presets import get_preset
+
+    try:
+        sweep = from_preset(
+            args.preset,
+            methods=args.methods,
+            strengths=args.strengths,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            sets=_set_pairs(args.set),
+            search=args.search,
+            objective=args.objective,
+            search_trials=args.trials,
+            asha=args.asha,
+        )
+        preset = get_preset(args.preset)
+        cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
+        gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+        _check_resources(cpus, gpus, args.max_failures)
+        output = args.output or os.path.join("results", sweep.preset)
+        if args.storage:
+            name = os.path.basename(os.path.normpath(output))
+            exp_dir = storage.join(storage.resolve(args.storage), name)
+        else:
+            exp_dir = storage.resolve(output)
+        where = Where(
+            exp_dir=exp_dir,
+            cpus_per_trial=cpus,
+            gpus_per_trial=gpus,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            data_root=os.path.abspath(args.data_root) if args.data_root else "",
+            cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
+            max_failures=args.max_failures,
+        )
+        return drive(sweep, where, dry_run=args.dry_run)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    except RuntimeError as err:
+        print(f"pags: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _check_resources(cpus: float, gpus: float, max_failures: int) -> None:
+    if not (cpus > 0 and math.isfinite(cpus)):
+        raise ValueError(f"--cpus-per-trial {cpus:g} is invalid; allowed: a number > 0")
+    # Ray gives fractions of one GPU or whole GPUs, nothing in between.
+    if not (gpus >= 0 and math.isfinite(gpus)) or (gpus > 1 and not float(gpus).is_integer()):
+        raise ValueError(
+            f"--gpus-per-trial {gpus:g} is invalid; allowed: 0 <= g <= 1 or a whole number"
+        )
+    if max_failures < 0:
+        raise ValueError(f"--max-failures {max_failures} is invalid; allowed: an integer >= 0")
+
+
+def add_analyze_parser(sub) -> None:
+    p = sub.add_parser("analyze", help="write the report of an experiment directory")
+    p.add_argument("results_dir", metavar="RESULTS_DIR")
+    p.add_argument("--out", help="report directory (default RESULTS_DIR/report)")
+
+
+def cmd_analyze(args) -> int:
+    from analysis import ResultsError
+    from analysis.report import write_report
+
+    try:
+        paths = write_report(args.results_dir, out_dir=args.out)
+    except ResultsError as err:
+        raise UsageError(str(err)) from None
+    print(f"report: {paths['markdown']}")
+    print(f"html: {paths['html']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pags", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_train_parser(sub)
+    add_sweep_parser(sub)
+    add_analyze_parser(sub)
     return parser
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": cmd_train}[args.command](args)
+        return COMMANDS[args.command](args)
     except UsageError as err:
         print(f"pags: error: {err}", file=sys.stderr)
         return 2

@@ -13,8 +13,9 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sweep.presets import ROBUST_METHODS, get_preset
 from trainables.config import METHODS, TrialConfig
@@ -94,7 +95,9 @@ class SweepConfig:
                 if self.search != "grid" and method != "none":
                     continue
                 for strength in self.strength_grid(method):
-                    out.append(TrialConfig.from_dict(self.trial_dict(method, strength, seed, **where)))
+                    out.append(
+                        TrialConfig.from_dict(self.trial_dict(method, strength, seed, **where))
+                    )
         return out
 
     def search_bounds(self, method: str) -> tuple[float, float]:
@@ -110,11 +113,11 @@ class SweepConfig:
 def from_preset(
     name: str,
     *,
-    methods: Optional[Sequence[str]] = None,
-    strengths: Optional[Sequence[float]] = None,
-    seeds: Optional[int] = None,
-    epochs: Optional[int] = None,
-    sets: Optional[dict[str, Any]] = None,
+    methods: Sequence[str] | None = None,
+    strengths: Sequence[float] | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+    sets: dict[str, Any] | None = None,
     search: str = "grid",
     objective: str = "alignment",
     search_trials: int = 0,
@@ -171,7 +174,7 @@ def from_preset(
     return sweep
 
 
-def _overrides(preset, epochs: Optional[int], sets: dict[str, Any]) -> dict[str, Any]:
+def _overrides(preset, epochs: int | None, sets: dict[str, Any]) -> dict[str, Any]:
     """Preset overrides, then --epochs, then --set; typed through a TrialConfig round trip."""
     for key in sets:
         if key in RESERVED:
@@ -195,7 +198,7 @@ def _check_search(sweep: SweepConfig, trials: int) -> None:
         )
 
 
-def first_difference(stored: dict[str, Any], current: dict[str, Any]) -> Optional[str]:
+def first_difference(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The first field where two sweep-config dicts differ, as 'field (stored X, requested Y)';
     None if they are equal."""
     a, b = _flat(stored), _flat(current)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Optional
 
 import pyarrow.fs as pafs
 
@@ -71,7 +70,7 @@ def exists(path: str) -> bool:
     return fs.get_file_info(inner).type != pafs.FileType.NotFound
 
 
-def read_text(path: str) -> Optional[str]:
+def read_text(path: str) -> str | None:
     """The file's text, or None if it does not exist."""
     fs, inner = filesystem(path)
     if fs.get_file_info(inner).type == pafs.FileType.NotFound:

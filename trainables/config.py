@@ -108,6 +108,8 @@ class TrialConfig:
         _at_least("weight_decay", self.weight_decay, 0.0)
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ValueError(f"lr={self.lr!r} is invalid; allowed: a finite number > 0")
+        for m in self.milestones:
+            _at_least("milestones", m, 1)
         for e in self.eps:
             if not e > 0 or not math.isfinite(e):
                 raise ValueError(f"eps={e!r} is invalid; allowed: finite numbers > 0")

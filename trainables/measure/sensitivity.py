@@ -124,7 +124,8 @@ def manifold_sensitivity(
     For each point, draw u ~ N(0, I_d) n_draws times; u_on = QQ^T u, u_off = u - u_on, each
     scaled to unit L2 norm; the same draw serves every eps (as in the reference code).
     `noise` `(B, n_draws, d)` replaces the draws (tests use it); otherwise they come from
-    `generator` chunk by chunk. The model runs in eval mode under no_grad.
+    `generator` chunk by chunk, so a result is reproducible for a fixed generator state, x and
+    batch_size. The model runs in eval mode under no_grad (its mode is restored afterwards).
 
     Returns {"eps": [E], "on_mean", "on_std", "off_mean", "off_std": lists of E floats (mean
     and sample std over points of the per-point average over draws), "on_per_point",

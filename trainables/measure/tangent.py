@@ -26,7 +26,7 @@ def tangent_bases(decode: Decode, z: torch.Tensor, chunk_size: int = 8) -> torch
     `decode` maps `(B, k) -> (B, C, H, W)` (an eval-mode module, no dropout or batch statistics:
     vmap feeds it one latent at a time). `chunk_size` latents are processed at once: the
     transient memory is about chunk_size * k times the decoder's activations for one image
-    (measured for the CIFAR decoder, k = 128: ~50 MiB per image of the chunk) plus J for the
+    (measured for the CIFAR decoder, k = 128: ~55 MiB per image of the chunk) plus J for the
     chunk. The result, B * d * k floats (1.5 GiB for 1,000 CIFAR images at k = 128), lives on
     z's device. Columns of Q follow QR's sign convention; only span(Q) (the projector QQ^T) is
     meaningful.

@@ -1,0 +1,95 @@
+"""Shared artifacts, prepared once per artifact set before any trial and handed to every trial.
+
+The autoencoder, tangent bases, denoiser and evaluation subset (trainables/measure/artifacts.py)
+are identical for every trial of a dataset, so the driver prepares each distinct set once, as a
+Ray task (on a GPU worker when trials get GPUs; the data may live only on the workers), cached
+on disk by the hash of its config. The task's result stays in Ray's object store; trials get the
+object references through `tune.with_parameters` and fetch them from any node.
+
+A sweep without measurements still runs one task per dataset that loads the data, so that
+missing files are reported before any trial starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from trainables.config import TrialConfig
+from trainables.data import DataUnavailableError
+from trainables.tune_trainable import artifacts_key
+
+
+def default_cache_dir() -> str:
+    from trainables.measure.artifacts import DEFAULT_CACHE
+
+    return os.environ.get("PAGS_CACHE") or DEFAULT_CACHE
+
+
+def _prepare(cfg_dict: dict, cache_dir: str):
+    """Ray task: the artifact set of `cfg` (loaded from the cache or built), or None when the
+    trial does not measure (then only the data is loaded, as a check)."""
+    import torch
+
+    from trainables.data import load_dataset
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    cfg = TrialConfig.from_dict(cfg_dict)
+    if not cfg.measure:
+        load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
+        return None
+    from trainables.measure.artifacts import prepare_artifacts
+
+    return prepare_artifacts(cfg, cache_dir, log=lambda msg: None)
+
+
+def artifact_groups(trials: list[TrialConfig]) -> dict[str, TrialConfig]:
+    """One representative trial per artifact set (per dataset for unmeasured trials)."""
+    groups: dict[str, TrialConfig] = {}
+    for cfg in trials:
+        key = artifacts_key(cfg) if cfg.measure else f"data:{cfg.dataset}"
+        groups.setdefault(key, cfg)
+    return groups
+
+
+def prepare_shared(
+    trials: list[TrialConfig], cache_dir: str, cpus: float, gpus: float, log=print
+) -> dict[str, ray.ObjectRef]:
+    """{artifacts_key: ObjectRef} for every measured trial's artifact set, all ready.
+
+    Raises ValueError (one line) for missing data, RuntimeError for other failures."""
+    groups = artifact_groups(trials)
+    task = ray.remote(_prepare)
+    node_cpus = _largest_node_cpus()
+    share = max(cpus, min(node_cpus, _total_cpus() // max(1, len(groups))))
+    refs = {}
+    for key, cfg in groups.items():
+        what = f"artifacts for {cfg.dataset} ({key})" if cfg.measure else f"data of {cfg.dataset}"
+        log(f"[pags] preparing {what} ...")
+        refs[key] = task.options(
+            num_cpus=share, num_gpus=1 if gpus > 0 else 0, max_retries=1
+        ).remote(cfg.to_dict(), cache_dir)
+    for key, ref in refs.items():
+        try:
+            ray.get(ref)  # wait, and surface a failure before any trial starts
+        except ray.exceptions.RayTaskError as err:
+            cause: BaseException | None = getattr(err, "cause", None)
+            if isinstance(cause, DataUnavailableError):
+                raise ValueError(str(cause)) from None
+            raise RuntimeError(f"preparing {key} failed: {_last_line(err)}") from None
+    return {k: r for k, r in refs.items() if groups[k].measure}
+
+
+def _largest_node_cpus() -> float:
+    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+
+
+def _total_cpus() -> float:
+    return ray.cluster_resources().get("CPU", 1)
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [ln for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(err).__name__

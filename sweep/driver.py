@@ -1,0 +1,157 @@
+"""`pags sweep` end to end, in the order that keeps bad input cheap:
+
+1. validate everything that needs no Ray (sweep config, every trial config, storage path,
+   compatibility with results already there): a ValueError here writes nothing;
+2. `--dry-run` stops here after printing the trial table;
+3. join or start Ray (unreachable address: ValueError), check per-trial resources;
+4. prepare the shared artifacts (or check the data) once, before any trial;
+5. record the sweep config, run or resume the Tune experiments, write the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from analysis.schema import STRENGTH_SYMBOL
+from sweep import experiment, storage
+from sweep.config import SweepConfig
+from trainables.config import TrialConfig
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where the sweep runs (CLI options that are not part of the sweep's identity)."""
+
+    exp_dir: str
+    cpus_per_trial: float
+    gpus_per_trial: float
+    address: str | None = None
+    num_cpus: int | None = None
+    data_root: str = ""
+    cache_dir: str = ""
+    max_failures: int = 3
+
+
+def representative_trials(sweep: SweepConfig, where: Where) -> list[TrialConfig]:
+    """The grid's trials, or for a search its baseline plus one trial per searched method
+    (enough to know every artifact set and data set the sweep needs)."""
+    paths = dict(data_root=where.data_root, artifacts_dir=where.cache_dir)
+    trials = sweep.trial_configs(**paths)
+    for method in sweep.searched_methods:
+        lo, _ = sweep.search_bounds(method)
+        trials.append(TrialConfig.from_dict(sweep.trial_dict(method, 10**lo, 0, **paths)))
+    return trials
+
+
+def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
+    """The dry-run listing: header, search plan, one line per (grid) trial."""
+    trials = sweep.trial_configs(data_root=where.data_root)
+    kind = "grid" if sweep.search == "grid" else f"{sweep.search} search"
+    n = len(trials) + sweep.search_trials * len(sweep.searched_methods)
+    lines = [
+        f"preset {sweep.preset}: {sweep.dataset}, {n} trials ({kind}), "
+        f"{where.cpus_per_trial:g} CPU + {where.gpus_per_trial:g} GPU per trial, "
+        f"sweep id {sweep.config_id}",
+        f"output: {where.exp_dir} ({'resume: same sweep' if resume else 'new'})",
+    ]
+    for method in sweep.searched_methods:
+        lo, hi = sweep.search_bounds(method)
+        lines.append(
+            f"search {method}: {sweep.search_trials} trials, Optuna TPE seed {sweep.search_seed}, "
+            f"{STRENGTH_SYMBOL[method]} in [{10**lo:g}, {10**hi:g}] (log scale), "
+            f"objective {sweep.objective}"
+        )
+    if sweep.asha:
+        lines.append("ASHA early stopping on test_accuracy: on")
+    lines.append(f"{'#':>4}  {'method':<11} {'strength':<18} {'seed':>4} {'epochs':>6}  config_id")
+    for i, c in enumerate(trials, 1):
+        s = "-" if c.method == "none" else f"{STRENGTH_SYMBOL[c.method]}={c.strength:g}"
+        lines.append(f"{i:>4}  {c.method:<11} {s:<18} {c.seed:>4} {c.epochs:>6}  {c.config_id}")
+    return "\n".join(lines)
+
+
+def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) -> int:
+    """Run `pags sweep`; returns the exit code (0 all finished, 1 some trials failed for good,
+    130 interrupted). ValueError = user error (exit 2), raised before any trial starts."""
+    trials = representative_trials(sweep, where)  # validates every trial config
+    storage.check_writable(where.exp_dir)
+    resume = experiment.check_compatible(where.exp_dir, sweep)
+    if dry_run:
+        log(trial_table(sweep, where, resume))
+        return 0
+
+    from sweep import cluster
+
+    if where.address:
+        cluster.check_address(where.address)
+    started = cluster.connect(where.address, where.num_cpus)
+    try:
+        cluster.check_resources(
+            where.cpus_per_trial, where.gpus_per_trial, autoscaling=bool(where.address)
+        )
+        return _run(sweep, where, trials, resume, log)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(sweep, where: Where, trials, resume: bool, log) -> int:
+    from sweep.artifacts import default_cache_dir, prepare_shared
+    from sweep.export import write_results
+    from sweep.launch import Placement, run_sweep
+
+    cache_dir = where.cache_dir or default_cache_dir()
+    refs = prepare_shared(trials, cache_dir, where.cpus_per_trial, where.gpus_per_trial, log)
+    if not resume:
+        experiment.claim(where.exp_dir, sweep)
+    log(f"[pags] {'resuming' if resume else 'starting'} sweep {sweep.preset} in {where.exp_dir}")
+    placement = Placement(
+        where.exp_dir,
+        where.cpus_per_trial,
+        where.gpus_per_trial,
+        where.max_failures,
+        where.data_root,
+        cache_dir,
+    )
+    result = run_sweep(sweep, placement, refs, log)
+    name = os.path.basename(where.exp_dir.rstrip("/"))
+    trials_df, _ = write_results(result.outcomes, where.exp_dir, name, driver_versions())
+    if result.best:
+        storage.write_text_atomic(
+            storage.join(where.exp_dir, "search_best.json"), json.dumps(result.best, indent=1)
+        )
+    counts = trials_df["status"].value_counts().to_dict()
+    summary = ", ".join(
+        f"{counts[s]} {s}" for s in ("completed", "diverged", "error") if s in counts
+    )
+    log(f"[pags] {len(trials_df)} trials in the tables: {summary or 'none'}")
+    for _, row in trials_df[trials_df["status"] == "error"].head(5).iterrows():
+        log(
+            f"[pags] failed: {row['method']} strength={row['strength']:g} seed={row['seed']}: "
+            f"{row['error']}"
+        )
+    log(f"results: {where.exp_dir}")
+    if result.unfinished:
+        log(
+            f"[pags] interrupted with {result.unfinished} trials unfinished; rerun the same "
+            "command to resume"
+        )
+        return 130
+    log(f"next: pags analyze {where.exp_dir}")
+    return 1 if counts.get("error") else 0
+
+
+def driver_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("pags", "torch", "ray"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = ""
+    return out

@@ -1,0 +1,218 @@
+"""Run a sweep with Ray Tune: one trial = one (method, strength, seed), resumable, any storage.
+
+Experiment directory (a local path or a URI):
+
+    sweep_config.json            what this directory computes (refuses a different sweep)
+    tune/                        the Tune experiment of a grid sweep
+    baseline/, search-<method>/  the Tune experiments of a peak search (one per method)
+    trials.parquet, measures.parquet, maps/<config_id>.npz, search_best.json
+
+Every Tune run is idempotent: `Tuner.can_restore(path)` -> `Tuner.restore(path, ...,
+resume_errored=True)` (finished trials are kept, unfinished ones continue from their last
+checkpoint), else a fresh `Tuner`. Trials that fail for infrastructure reasons are retried from
+their last checkpoint (`FailureConfig`). The tables are rebuilt from all trials' final records
+at the end of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.fs as pafs
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from analysis.schema import STRENGTH_SYMBOL
+from sweep import storage
+from sweep.config import OBJECTIVES, SweepConfig
+from sweep.export import TrialOutcome
+from sweep.presets import get_preset
+from sweep.progress import ProgressLine
+from trainables.config import TrialConfig
+from trainables.tune_trainable import MAPS_FILE, RECORD_FILE, train, trial_config
+
+# Relative cost of one training step per method (forward/backward passes), to start the
+# longest trials first: the last trials then finish together instead of one straggling.
+STEP_COST = {"none": 1.0, "randsmooth": 1.0, "smoothness": 2.0, "gradnorm": 3.0}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a sweep runs (not part of its identity)."""
+
+    exp_dir: str
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 3
+    data_root: str = ""
+    cache_dir: str = ""
+
+
+@dataclass
+class RunResult:
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+    best: dict[str, dict[str, Any]] = field(default_factory=dict)  # search: method -> best
+
+    @property
+    def unfinished(self) -> int:
+        return sum(o.status == "running" for o in self.outcomes)
+
+
+def trial_cost(cfg: TrialConfig) -> float:
+    step = STEP_COST.get(cfg.method, 1.0 + cfg.pgd_steps)
+    return step * cfg.epochs * (cfg.train_subset or 1)
+
+
+def trial_name(trial) -> str:
+    """Readable and unique: method-strength-seed-config id (+ Tune's id for searched trials,
+    where two samples may round to the same strength)."""
+    cfg = trial_config(trial.config)
+    name = f"{cfg.method}-{cfg.strength:g}-seed{cfg.seed}-{cfg.config_id[:8]}"
+    return f"{name}-{trial.trial_id}" if "log10_strength" in trial.config else name
+
+
+def run_sweep(sweep: SweepConfig, where: Placement, artifacts: dict, log=print) -> RunResult:
+    """Run (or resume) every Tune experiment of `sweep`; return all trials' outcomes."""
+    trainable = tune.with_resources(
+        tune.with_parameters(train, artifacts=artifacts),
+        {"cpu": where.cpus_per_trial, "gpu": where.gpus_per_trial},
+    )
+    paths = dict(data_root=where.data_root, artifacts_dir=where.cache_dir)
+    baseline = sorted(sweep.trial_configs(**paths), key=trial_cost, reverse=True)
+    result = RunResult()
+    if baseline:
+        name = "tune" if sweep.search == "grid" else "baseline"
+        space = {"trial": tune.grid_search([c.to_dict() for c in baseline])}
+        epochs = max(c.epochs for c in baseline)
+        result.outcomes += _fit(name, trainable, space, len(baseline), epochs, sweep, where)
+    for method in sweep.searched_methods:
+        outcomes = _search(method, trainable, sweep, where, paths)
+        result.outcomes += outcomes
+        result.best[method] = best_of(outcomes, sweep.objective)
+        log(best_line(method, result.best[method], sweep.objective))
+    return result
+
+
+def _search(method: str, trainable, sweep: SweepConfig, where: Placement, paths: dict):
+    """Seeded Optuna TPE over log10-strength of one method, through Ray Tune."""
+    from optuna.samplers import TPESampler
+    from ray.tune.search.optuna import OptunaSearch
+
+    lo, hi = sweep.search_bounds(method)
+    base = sweep.trial_dict(method, 10**lo, 0, **paths)
+    rule = get_preset(sweep.preset).lr_rules.get(method)
+    base_lr = sweep.trial_dict("none", 0.0, 0)["lr"]
+    space = {
+        "trial": base,
+        "log10_strength": tune.uniform(lo, hi),
+        "lr_rule": [rule[0], rule[1], base_lr] if rule else None,
+    }
+    searcher = OptunaSearch(
+        metric=sweep.objective,
+        mode=OBJECTIVES[sweep.objective],
+        sampler=TPESampler(seed=sweep.search_seed),
+    )
+    return _fit(
+        f"search-{method}",
+        trainable,
+        space,
+        sweep.search_trials,
+        base["epochs"],
+        sweep,
+        where,
+        searcher=searcher,
+        num_samples=sweep.search_trials,
+    )
+
+
+def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num_samples=1):
+    # Tune's new output engine ignores custom reporters and prints tables: use the legacy one.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    # A checkpoint-count limit forces an experiment snapshot per checkpoint (so a restore never
+    # points at a deleted checkpoint); that is intended here, not a bottleneck worth a warning.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    path = storage.join(where.exp_dir, name)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        metric, mode = (
+            (sweep.objective, OBJECTIVES[sweep.objective]) if searcher else ("alignment", "max")
+        )
+        scheduler = None
+        if sweep.asha:  # on test_accuracy: the one metric every epoch reports
+            scheduler = ASHAScheduler(
+                metric="test_accuracy", mode="max", max_t=epochs, grace_period=max(1, epochs // 4)
+            )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=num_samples,
+                scheduler=scheduler,
+                reuse_actors=True,  # no process start and imports per trial
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=where.exp_dir,
+                verbose=1,  # with the legacy engine: our progress line only
+                failure_config=tune.FailureConfig(max_failures=where.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
+            ),
+        )
+    return [outcome(r) for r in tuner.fit()]
+
+
+def outcome(result) -> TrialOutcome:
+    """A Tune `Result` as plain data: config, final record (from its last checkpoint), error."""
+    cfg = trial_config(result.config).to_dict()
+    error = None
+    if result.error is not None:
+        lines = [ln for ln in str(result.error).splitlines() if ln.strip()]
+        error = f"{type(result.error).__name__}: {lines[-1].strip() if lines else ''}"[:500]
+    record, maps = None, None
+    ckpt = result.checkpoint
+    if ckpt is not None:
+        fs, base = ckpt.filesystem, ckpt.path.rstrip("/")
+        with fs.open_input_stream(f"{base}/{RECORD_FILE}") as f:
+            record = json.loads(f.read().decode())
+        if fs.get_file_info(f"{base}/{MAPS_FILE}").type != pafs.FileType.NotFound:
+            maps = (fs, f"{base}/{MAPS_FILE}")
+    return TrialOutcome(config=cfg, record=record, error=error, maps=maps)
+
+
+def best_of(outcomes: list[TrialOutcome], objective: str) -> dict[str, Any]:
+    """The completed trial with the best objective: {strength, value, config_id, n}."""
+    sign = 1 if OBJECTIVES[objective] == "max" else -1
+    scored = []
+    for o in outcomes:
+        value = (o.record or {}).get("summary", {}).get(objective)
+        if o.status == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
+            scored.append((sign * value, o))
+    if not scored:
+        return {"strength": None, "value": None, "config_id": None, "n": 0}
+    _, o = max(scored, key=lambda t: t[0])
+    cfg = TrialConfig.from_dict(o.config)
+    return {
+        "strength": cfg.strength,
+        "value": o.record["summary"][objective],
+        "config_id": cfg.config_id,
+        "n": len(scored),
+    }
+
+
+def best_line(method: str, best: dict, objective: str) -> str:
+    if best["strength"] is None:
+        return f"[pags] {method}: no completed trial with a finite {objective}"
+    symbol = STRENGTH_SYMBOL.get(method, "strength")
+    return (
+        f"[pags] best {method} strength: {symbol}={best['strength']:g} ({objective} "
+        f"{best['value']:.4f}, best of {best['n']} completed trials)"
+    )

@@ -1,0 +1,232 @@
+"""The Ray Tune trainable: `run_trial` plus Tune's checkpoints and per-epoch reports.
+
+The only trial-side module that imports `ray.tune` (DESIGN.md, "Trainable shape"): restore from
+`tune.get_checkpoint()` first, then run the plain loop, which ends every epoch with
+`tune.report(metrics, checkpoint=...)`. A checkpoint directory holds
+
+    state.pt      everything `run_trial` needs to resume exactly (model, optimizer, RNGs, history)
+    record.json   the trial's row so far: config, status, summary, per-epoch history, measure rows
+    maps.npz      the latest gradient/score maps (inputs, score, gradient), if measured
+
+so the driver builds the results tables from the final checkpoint alone, on any storage.
+A diverged trial ends normally with status "diverged"; only infrastructure failures raise (and
+Tune retries them from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import socket
+import tempfile
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from ray import tune
+
+from trainables.config import TrialConfig
+from trainables.data import load_dataset
+from trainables.loop import load_checkpoint, run_trial, save_checkpoint
+
+STATE_FILE, RECORD_FILE, MAPS_FILE = "state.pt", "record.json", "maps.npz"
+# Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
+# keyed on one of them finds it in every result (Tune checks this strictly).
+SUMMARY_FLOATS = (
+    "on_manifold_sensitivity",
+    "off_manifold_sensitivity",
+    "reference_eps",
+    "relative_off_manifold_robustness",
+    "signal_sensitivity",
+    "distractor_sensitivity",
+    "relative_noise_robustness",
+    "alignment",
+)
+HISTORY_KEYS = ("epoch", "train_loss", "test_accuracy", "epoch_time_s")
+
+
+def trial_config(config: dict) -> TrialConfig:
+    """The TrialConfig of a Tune config: `{"trial": dict}` (grid), or for a search over
+    log-strength `{"trial": dict, "log10_strength": x, "lr_rule": None | [threshold, scale,
+    base_lr]}`: lr = base_lr / (strength * scale / threshold) above the threshold (the
+    preset's learning-rate rule, sweep/presets.py)."""
+    d = dict(config["trial"])
+    if "log10_strength" in config:
+        d["strength"] = float(f"{10 ** config['log10_strength']:.4g}")  # readable, stable id
+        if config.get("lr_rule"):
+            threshold, scale, base_lr = config["lr_rule"]
+            ref = d["strength"] * scale
+            d["lr"] = base_lr / (ref / threshold) if ref > threshold else base_lr
+    return TrialConfig.from_dict(d)
+
+
+def artifacts_key(cfg: TrialConfig) -> str:
+    """Which shared artifact set a trial uses (the driver prepares one per key)."""
+    from trainables.measure.artifacts import ArtifactConfig
+
+    return ArtifactConfig.for_trial(cfg).artifact_id
+
+
+def train(config: dict, artifacts: dict | None = None) -> None:
+    """One Tune trial. `artifacts`: {artifacts_key: Artifacts or ObjectRef} from the driver
+    (through `tune.with_parameters`), needed when the trial measures."""
+    cfg = trial_config(config)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))  # the trial's share, not the whole node
+    device = _device()
+    bundle = _dataset(cfg.dataset, cfg.seed, cfg.data_root)
+    measurer = _measurer(cfg, bundle, device, artifacts) if cfg.measure else None
+
+    state, record = None, None
+    start = tune.get_checkpoint()
+    if start is not None:
+        with start.as_directory() as d:
+            state = load_checkpoint(os.path.join(d, STATE_FILE))
+            with open(os.path.join(d, RECORD_FILE)) as f:
+                record = json.load(f)
+    info = {
+        "pid": os.getpid(),  # the reliability tests SIGKILL this process
+        "node": socket.gethostname(),
+        "n_train": len(bundle.train)
+        if not cfg.train_subset
+        else min(cfg.train_subset, len(bundle.train)),
+        "n_test": len(bundle.test),
+        "versions": _versions(),
+    }
+    reported = False
+
+    def on_epoch(metrics: dict, make_checkpoint) -> None:
+        nonlocal reported, record
+        snapshot = make_checkpoint()
+        if metrics.get("status") == "diverged":
+            status = "diverged"
+        else:
+            status = "completed" if metrics["epoch"] >= cfg.epochs else "running"
+        record = build_record(cfg, snapshot["history"], status, info)
+        with tempfile.TemporaryDirectory(prefix="pags-checkpoint-") as d:
+            save_checkpoint(snapshot, os.path.join(d, STATE_FILE))
+            _write_json(record, os.path.join(d, RECORD_FILE))
+            maps = latest_maps(snapshot["history"])
+            if maps is not None:
+                np.savez_compressed(os.path.join(d, MAPS_FILE), **maps)
+            # report() persists the checkpoint to storage before returning, so the temporary
+            # directory may go right after.
+            tune.report(flat_metrics(record, info), checkpoint=tune.Checkpoint.from_directory(d))
+        reported = True
+
+    run_trial(
+        cfg, device=device, bundle=bundle, checkpoint=state, on_epoch=on_epoch, measurer=measurer
+    )
+    if not reported and record is not None:
+        # Restored from the final checkpoint (the driver died after the last report): report
+        # once more so the trial's last result is its final one.
+        tune.report(flat_metrics(record, info))
+
+
+def build_record(cfg: TrialConfig, history: list[dict], status: str, info: dict) -> dict:
+    """The trial's result so far, JSON-ready: what `sweep.export` turns into table rows."""
+    last = history[-1] if history else {}
+    measured = [h for h in history if "measures" in h]
+    summary = {
+        k: v
+        for k, v in (measured[-1]["measures"] if measured else {}).items()
+        if isinstance(v, (int, float, str))
+    }
+    summary.update(
+        train_loss=last.get("train_loss", math.nan),
+        test_accuracy=last.get("test_accuracy", math.nan),
+    )
+    return {
+        "config": cfg.to_dict(),
+        "config_id": cfg.config_id,
+        "status": status,
+        "epochs_completed": len(history),
+        "wall_time_s": sum(h["epoch_time_s"] for h in history),
+        "summary": summary,
+        "history": [{k: h.get(k, math.nan) for k in HISTORY_KEYS} for h in history],
+        "measure_rows": [row for h in history for row in h.get("measure_rows", [])],
+        **{k: info[k] for k in ("pid", "node", "n_train", "n_test", "versions")},
+    }
+
+
+def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
+    """One Tune result: scalars only, the same keys every epoch."""
+    cfg, last = record["config"], (record["history"] or [{}])[-1]
+    out: dict[str, Any] = {k: last.get(k, math.nan) for k in HISTORY_KEYS}
+    out.update(
+        status=record["status"],
+        wall_time_s=record["wall_time_s"],
+        pid=info["pid"],
+        node=info["node"],
+        config_id=record["config_id"],
+        method=cfg["method"],
+        strength=cfg["strength"],
+        seed=cfg["seed"],
+    )
+    out.update({k: math.nan for k in SUMMARY_FLOATS})
+    out.update({k: v for k, v in record["summary"].items() if k not in out or k in SUMMARY_FLOATS})
+    return out
+
+
+def latest_maps(history: list[dict]) -> dict[str, np.ndarray] | None:
+    for h in reversed(history):
+        maps = h.get("measures", {}).get("maps")
+        if maps:
+            return {k: np.asarray(v) for k, v in maps.items()}
+    return None
+
+
+def _device() -> torch.device:
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs (fractions share one), so the first
+    # visible device is the assigned one.
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, seed: int, data_root: str):
+    """Reused actors run many trials: keep the last data sets instead of reloading them."""
+    return load_dataset(name, seed, data_root)
+
+
+def _measurer(cfg: TrialConfig, bundle, device: torch.device, artifacts: dict | None):
+    from trainables.measure.evaluate import build_measurer
+
+    key = artifacts_key(cfg)
+    if not artifacts or key not in artifacts:
+        raise RuntimeError(
+            f"trial {cfg.config_id} has no shared artifacts (key {key}); the sweep driver "
+            "prepares them before any trial, trials never rebuild them"
+        )
+    art = artifacts[key]
+    if isinstance(art, ray.ObjectRef):
+        art = ray.get(art)
+    return build_measurer(cfg, bundle, device, art)
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pags = version("pags")
+    except PackageNotFoundError:
+        pags = "unknown"
+    return {"pags": pags, "torch": torch.__version__, "ray": ray.__version__}
+
+
+def _write_json(obj: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.generic, torch.Tensor)):
+        return obj.item() if getattr(obj, "ndim", 0) == 0 else obj.tolist()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
