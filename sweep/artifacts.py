@@ -62,15 +62,14 @@ def prepare_shared(
     Raises ValueError (one line) for missing data, RuntimeError for other failures."""
     groups = artifact_groups(trials)
     task = ray.remote(_prepare)
-    node_cpus = _largest_node_cpus()
-    share = max(cpus, min(node_cpus, _total_cpus() // max(1, len(groups))))
+    # A trial's resources: on small sets one thread beats two (small ops, threads that wait on
+    # each other), and on a cluster the task lands on a node that can run a trial.
+    options = dict(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_retries=1)
     refs = {}
     for key, cfg in groups.items():
         what = f"artifacts for {cfg.dataset} ({key})" if cfg.measure else f"data of {cfg.dataset}"
         log(f"[pags] preparing {what} ...")
-        refs[key] = task.options(
-            num_cpus=share, num_gpus=1 if gpus > 0 else 0, max_retries=1
-        ).remote(cfg.to_dict(), cache_dir)
+        refs[key] = task.options(**options).remote(cfg.to_dict(), cache_dir)
     for key, ref in refs.items():
         try:
             ray.get(ref)  # wait, and surface a failure before any trial starts
@@ -80,14 +79,6 @@ def prepare_shared(
                 raise ValueError(str(cause)) from None
             raise RuntimeError(f"preparing {key} failed: {_last_line(err)}") from None
     return {k: r for k, r in refs.items() if groups[k].measure}
-
-
-def _largest_node_cpus() -> float:
-    return max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
-
-
-def _total_cpus() -> float:
-    return ray.cluster_resources().get("CPU", 1)
 
 
 def _last_line(err: BaseException) -> str:

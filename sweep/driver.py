@@ -141,7 +141,10 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
             "command to resume"
         )
         return 130
-    log(f"next: pags analyze {where.exp_dir}")
+    if storage.is_uri(where.exp_dir):
+        log("next: copy it to a local directory (docs/cluster.md), then pags analyze DIR")
+    else:
+        log(f"next: pags analyze {where.exp_dir}")
     return 1 if counts.get("error") else 0
 
 

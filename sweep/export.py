@@ -91,6 +91,7 @@ def _trial_row(cid: str, o: TrialOutcome, experiment: str, versions: dict) -> di
         epochs_completed=rec.get("epochs_completed", 0),
         pid=rec.get("pid", -1),
         node=rec.get("node", ""),
+        node_id=rec.get("node_id", ""),
         error=o.error or "",
         config_json=json.dumps(cfg.to_dict(), sort_keys=True),
         pags_version=v.get("pags", ""),
@@ -141,6 +142,8 @@ def write_results(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write trials.parquet, measures.parquet and maps/<config_id>.npz into `exp_dir`."""
     trials, measures = build_tables(outcomes, experiment, versions)
+    fs, inner = storage.filesystem(exp_dir)
+    fs.create_dir(inner, recursive=True)
     write_table(trials, storage.join(exp_dir, TRIALS_FILE), "trials")
     write_table(measures, storage.join(exp_dir, MEASURES_FILE), "measures")
     for cid, o in final_outcomes(outcomes).items():

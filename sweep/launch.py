@@ -16,7 +16,9 @@ at the end of every run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -167,11 +169,40 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
             ),
         )
-    return [outcome(r) for r in tuner.fit()]
+    with _quiet_tune_logs():
+        grid = tuner.fit()
+    return [outcome(r) for r in grid]
+
+
+class _DropTuneHints(logging.Filter):
+    """Tune's own resume hint names its Python API; `pags` prints "rerun the same command"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_tune_logs():
+    hints, analysis = (
+        logging.getLogger("ray.tune.tune"),
+        logging.getLogger("ray.tune.analysis.experiment_analysis"),
+    )
+    level, drop = analysis.level, _DropTuneHints()
+    # After an interruption, trials that never reported have no metrics: expected, not news.
+    analysis.setLevel(logging.ERROR)
+    hints.addFilter(drop)
+    try:
+        yield
+    finally:
+        analysis.setLevel(level)
+        hints.removeFilter(drop)
 
 
 def outcome(result) -> TrialOutcome:
-    """A Tune `Result` as plain data: config, final record (from its last checkpoint), error."""
+    """A Tune `Result` as plain data: config, final record (from its last checkpoint), error.
+    A trial that never started (interrupted sweep) has no config: an unfinished outcome."""
+    if not result.config:
+        return TrialOutcome(config={})
     cfg = trial_config(result.config).to_dict()
     error = None
     if result.error is not None:

@@ -90,6 +90,7 @@ def train(config: dict, artifacts: dict | None = None) -> None:
     info = {
         "pid": os.getpid(),  # the reliability tests SIGKILL this process
         "node": socket.gethostname(),
+        "node_id": ray.get_runtime_context().get_node_id(),
         "n_train": len(bundle.train)
         if not cfg.train_subset
         else min(cfg.train_subset, len(bundle.train)),
@@ -148,7 +149,7 @@ def build_record(cfg: TrialConfig, history: list[dict], status: str, info: dict)
         "summary": summary,
         "history": [{k: h.get(k, math.nan) for k in HISTORY_KEYS} for h in history],
         "measure_rows": [row for h in history for row in h.get("measure_rows", [])],
-        **{k: info[k] for k in ("pid", "node", "n_train", "n_test", "versions")},
+        **{k: info[k] for k in ("pid", "node", "node_id", "n_train", "n_test", "versions")},
     }
 
 

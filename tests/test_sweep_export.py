@@ -1,0 +1,168 @@
+"""Results tables from trial records: one row per trial, documented schema, maps, progress.
+
+No Ray runtime here: the records are what `trainables.tune_trainable` writes into checkpoints.
+"""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from analysis import load_results
+from sweep.export import TrialOutcome, build_tables, write_results
+from sweep.progress import ProgressLine, progress_line
+from trainables.config import TrialConfig
+from trainables.tune_trainable import build_record, flat_metrics, trial_config
+
+VERSIONS = {"pags": "0.1.0", "torch": "t", "ray": "r"}
+INFO = {
+    "pid": 123,
+    "node": "n",
+    "node_id": "id",
+    "n_train": 100,
+    "n_test": 50,
+    "versions": VERSIONS,
+}
+
+
+def history(epochs: int, measured: bool = True) -> list[dict]:
+    out = []
+    for e in range(1, epochs + 1):
+        h = {"epoch": e, "train_loss": 1.0 / e, "test_accuracy": 0.5 + e / 100, "epoch_time_s": 2.0}
+        if measured and e == epochs:
+            h["measures"] = {
+                "alignment": 0.7,
+                "alignment_metric": "stlpips-alex",
+                "maps": {"inputs": np.zeros((2, 1, 4, 4))},
+            }
+            h["measure_rows"] = [
+                {
+                    "epoch": e,
+                    "measure": "alignment",
+                    "eps": math.nan,
+                    "value": 0.7,
+                    "std": 0.1,
+                    "n": 8,
+                    "gradient": "pred_logit",
+                    "reference": "score",
+                    "metric": "stlpips-alex",
+                }
+            ]
+        out.append(h)
+    return out
+
+
+def outcome(status="completed", strength=0.1, error=None, epochs=3) -> TrialOutcome:
+    cfg = TrialConfig.from_dict({"method": "randsmooth", "strength": strength, "epochs": epochs})
+    rec = None if error else build_record(cfg, history(epochs), status, INFO)
+    return TrialOutcome(config=cfg.to_dict(), record=rec, error=error)
+
+
+def test_one_row_per_config_id_after_retries_and_resumes():
+    done = outcome()
+    retried = outcome(error="RayActorError: worker died")  # same config, failed attempt
+    unfinished = outcome(status="running", strength=0.2)
+    trials, measures = build_tables([retried, done, done, unfinished], "exp", VERSIONS)
+    assert len(trials) == 1 and trials.loc[0, "status"] == "completed"
+    assert trials.loc[0, "alignment"] == 0.7 and trials.loc[0, "wall_time_s"] == 6.0
+    cid = trials.loc[0, "config_id"]
+    assert set(measures["config_id"]) == {cid}
+    curve = measures[measures["measure"] == "test_accuracy"]
+    assert list(curve["epoch"]) == [1, 2, 3] and set(curve["n"]) == {50}
+    assert (measures["measure"] == "alignment").sum() == 1
+
+
+def test_failed_trials_keep_a_row_with_status_error():
+    trials, _ = build_tables([outcome(error="ValueError: boom", strength=0.3)], "exp", VERSIONS)
+    row = trials.iloc[0]
+    assert row["status"] == "error" and row["error"] == "ValueError: boom"
+    assert math.isnan(row["test_accuracy"]) and row["pags_version"] == "0.1.0"
+
+
+def test_diverged_is_data():
+    trials, _ = build_tables([outcome(status="diverged", strength=100.0)], "exp", VERSIONS)
+    assert list(trials["status"]) == ["diverged"]
+
+
+def test_written_tables_load_with_the_analysis_and_pandas(tmp_path):
+    o = outcome()
+    maps = tmp_path / "src.npz"
+    np.savez(
+        maps,
+        inputs=np.zeros((2, 1, 4, 4)),
+        score=np.ones((2, 1, 4, 4)),
+        gradient=np.ones((2, 1, 4, 4)),
+    )
+    o.maps = (pafs.LocalFileSystem(), str(maps))
+    write_results([o, outcome(strength=0.4)], str(tmp_path / "exp"), "exp", VERSIONS)
+    res = load_results(tmp_path / "exp")
+    assert len(res.trials) == 2 and res.trials["config_id"].is_unique
+    assert len(pd.read_parquet(tmp_path / "exp" / "trials.parquet")) == 2
+    cid = TrialConfig.from_dict(o.config).config_id
+    assert (tmp_path / "exp" / "maps" / f"{cid}.npz").is_file()
+
+
+def test_trial_config_of_a_searched_trial_applies_the_lr_rule():
+    base = TrialConfig.from_dict({"method": "gradnorm", "strength": 0.01}).to_dict()
+    cfg = trial_config({"trial": base, "log10_strength": 1.0, "lr_rule": [1.0, 1.0, 0.1]})
+    assert cfg.strength == 10.0 and cfg.lr == pytest.approx(0.01)
+    cfg = trial_config({"trial": base, "log10_strength": -1.0, "lr_rule": None})
+    assert cfg.strength == 0.1 and cfg.lr == base["lr"]
+
+
+def test_reports_carry_the_same_keys_every_epoch():
+    cfg = TrialConfig.from_dict({"method": "gradnorm", "strength": 1.0, "epochs": 2})
+    h = history(2)
+    first = flat_metrics(build_record(cfg, h[:1], "running", INFO), INFO)
+    last = flat_metrics(build_record(cfg, h, "completed", INFO), INFO)
+    assert math.isnan(first["alignment"]) and last["alignment"] == 0.7
+    assert set(first) <= set(last) and first["pid"] == 123
+
+
+def test_progress_line_reads_well():
+    counts = dict(done=9, diverged=1, failed=0, running=2, pending=5, total=16)
+    line = progress_line(133, counts, ("alignment", 0.712, "gradnorm", 1.0), 100, "tune")
+    assert line == (
+        "[pags tune] 00:02:13  9/16 done (1 diverged)  2 running  5 pending  "
+        "best alignment 0.712 (gradnorm lambda=1)  ETA 00:01:40"
+    )
+
+
+def test_progress_reporter_counts_and_best():
+    def trial(tune_status, **last):
+        return SimpleNamespace(status=tune_status, last_result=last)
+
+    rep = ProgressLine(total=4, epochs=2)
+    trials = [
+        trial("TERMINATED", epoch=2, alignment=0.5, method="none", strength=0.0),
+        trial(
+            "TERMINATED",
+            epoch=2,
+            alignment=0.8,
+            method="randsmooth",
+            strength=0.2,
+            status="completed",
+        ),
+        trial("RUNNING", epoch=1, alignment=math.nan, method="gradnorm", strength=1.0),
+    ]
+    line = rep.line(trials, elapsed=10)
+    assert "2/4 done" in line and "1 running  1 pending" in line
+    assert "best alignment 0.800 (randsmooth sigma=0.2)" in line
+
+
+def test_only_one_trial_side_module_imports_ray_tune():
+    root = Path(__file__).resolve().parents[1] / "trainables"
+    out = subprocess.run(
+        ["grep", "-rlE", r"ray\.tune|from ray import tune", str(root), "--include=*.py"],
+        capture_output=True,
+        text=True,
+    )
+    files = sorted(Path(p).name for p in out.stdout.split())
+    assert files == ["tune_trainable.py"], files
+    assert sys.modules  # keep the import list honest
