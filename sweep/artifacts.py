@@ -42,7 +42,7 @@ def _prepare(cfg_dict: dict, cache_dir: str):
         return None
     from trainables.measure.artifacts import prepare_artifacts
 
-    return prepare_artifacts(cfg, cache_dir, log=lambda msg: None)
+    return prepare_artifacts(cfg, cache_dir)  # its messages go to the worker's log
 
 
 def artifact_groups(trials: list[TrialConfig]) -> dict[str, TrialConfig]:

@@ -203,8 +203,8 @@ def cmd_sweep(args) -> int:
     import os
 
     from sweep import storage
-    from sweep.config import from_preset
-    from sweep.driver import Where, drive
+    from sweep.config import Where, from_preset
+    from sweep.driver import drive
     from sweep.presets import get_preset
 
     try:

@@ -1,10 +1,10 @@
 """The sweep configuration: a preset plus the user's overrides, frozen and identified by a hash.
 
 `SweepConfig` says *what* a sweep computes (dataset, methods, strengths, seeds, trial
-overrides, search settings); where it runs and stores things (output, storage, resources,
-address, data root, cache) is not part of it. Its JSON is stored in the experiment directory;
-a rerun with the same config resumes, a different one is refused with the first difference
-named (`first_difference`).
+overrides, search settings); `Where` says where it runs and stores things (output, storage,
+resources, address, data root, cache) and is not part of its identity. The sweep config's
+JSON is stored in the experiment directory; a rerun with the same config resumes, a different
+one is refused with the first difference named (`first_difference`).
 """
 
 from __future__ import annotations
@@ -108,6 +108,20 @@ class SweepConfig:
     @property
     def searched_methods(self) -> tuple[str, ...]:
         return tuple(m for m in self.methods if m != "none") if self.search != "grid" else ()
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where and how a sweep runs: not part of its identity (a rerun may change these)."""
+
+    exp_dir: str  # absolute local path or URI
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None  # a running Ray cluster; None = a local Ray instance
+    num_cpus: int | None = None  # CPUs of the local instance (None = all)
+    data_root: str = ""
+    cache_dir: str = ""  # shared artifacts cache ("" = the default)
+    max_failures: int = 3  # retries per trial, each from its last checkpoint
 
 
 def from_preset(

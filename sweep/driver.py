@@ -10,28 +10,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
 
 from analysis.schema import STRENGTH_SYMBOL
 from sweep import experiment, storage
-from sweep.config import SweepConfig
+from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where the sweep runs (CLI options that are not part of the sweep's identity)."""
-
-    exp_dir: str
-    cpus_per_trial: float
-    gpus_per_trial: float
-    address: str | None = None
-    num_cpus: int | None = None
-    data_root: str = ""
-    cache_dir: str = ""
-    max_failures: int = 3
 
 
 def representative_trials(sweep: SweepConfig, where: Where) -> list[TrialConfig]:
@@ -65,10 +51,12 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         )
     if sweep.asha:
         lines.append("ASHA early stopping on test_accuracy: on")
-    lines.append(f"{'#':>4}  {'method':<11} {'strength':<18} {'seed':>4} {'epochs':>6}  config_id")
+    head = f"{'#':>4}  {'method':<11} {'strength':<18} {'seed':>4} {'epochs':>6} {'lr':>9}"
+    lines.append(f"{head}  config_id")
     for i, c in enumerate(trials, 1):
         s = "-" if c.method == "none" else f"{STRENGTH_SYMBOL[c.method]}={c.strength:g}"
-        lines.append(f"{i:>4}  {c.method:<11} {s:<18} {c.seed:>4} {c.epochs:>6}  {c.config_id}")
+        row = f"{i:>4}  {c.method:<11} {s:<18} {c.seed:>4} {c.epochs:>6} {c.lr:>9.3g}"
+        lines.append(f"{row}  {c.config_id}")
     return "\n".join(lines)
 
 
@@ -102,34 +90,29 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:
     from sweep.artifacts import default_cache_dir, prepare_shared
     from sweep.export import write_results
-    from sweep.launch import Placement, run_sweep
+    from sweep.launch import run_sweep
 
-    cache_dir = where.cache_dir or default_cache_dir()
-    refs = prepare_shared(trials, cache_dir, where.cpus_per_trial, where.gpus_per_trial, log)
+    where = dataclasses.replace(where, cache_dir=where.cache_dir or default_cache_dir())
+    refs = prepare_shared(trials, where.cache_dir, where.cpus_per_trial, where.gpus_per_trial, log)
     if not resume:
         experiment.claim(where.exp_dir, sweep)
     log(f"[pags] {'resuming' if resume else 'starting'} sweep {sweep.preset} in {where.exp_dir}")
-    placement = Placement(
-        where.exp_dir,
-        where.cpus_per_trial,
-        where.gpus_per_trial,
-        where.max_failures,
-        where.data_root,
-        cache_dir,
-    )
-    result = run_sweep(sweep, placement, refs, log)
+    result = run_sweep(sweep, where, refs, log)
     name = os.path.basename(where.exp_dir.rstrip("/"))
     trials_df, _ = write_results(result.outcomes, where.exp_dir, name, driver_versions())
     if result.best:
         storage.write_text_atomic(
             storage.join(where.exp_dir, "search_best.json"), json.dumps(result.best, indent=1)
         )
+    failed = trials_df[(trials_df["status"] == "error") & ~trials_df["early_stopped"]]
     counts = trials_df["status"].value_counts().to_dict()
     summary = ", ".join(
         f"{counts[s]} {s}" for s in ("completed", "diverged", "error") if s in counts
     )
     log(f"[pags] {len(trials_df)} trials in the tables: {summary or 'none'}")
-    for _, row in trials_df[trials_df["status"] == "error"].head(5).iterrows():
+    if trials_df["early_stopped"].any():
+        log(f"[pags] {int(trials_df['early_stopped'].sum())} of the errors: stopped early by ASHA")
+    for _, row in failed.head(5).iterrows():
         log(
             f"[pags] failed: {row['method']} strength={row['strength']:g} seed={row['seed']}: "
             f"{row['error']}"
@@ -145,7 +128,7 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
         log("next: copy it to a local directory (docs/cluster.md), then pags analyze DIR")
     else:
         log(f"next: pags analyze {where.exp_dir}")
-    return 1 if counts.get("error") else 0
+    return 1 if len(failed) else 0
 
 
 def driver_versions() -> dict[str, str]:

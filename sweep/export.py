@@ -25,6 +25,10 @@ from trainables.config import TrialConfig
 
 TRIALS_FILE, MEASURES_FILE, MAPS_DIR = "trials.parquet", "measures.parquet", "maps"
 FINAL = ("completed", "diverged")
+# Columns beyond the documented ones (analysis/schema.py allows extras): the flattened trial
+# config, and these, with their value for a trial that never reported.
+EXTRA = {"epochs_completed": 0, "pid": -1, "node": "", "node_id": "", "error": "",
+         "early_stopped": False}  # fmt: skip
 
 
 @dataclass
@@ -35,11 +39,14 @@ class TrialOutcome:
     record: dict | None = None  # record.json of its last checkpoint
     error: str | None = None  # one line, when the trial failed for good
     maps: tuple[pafs.FileSystem, str] | None = None  # its maps.npz, if measured
+    early_stopped: bool = False  # stopped by the ASHA scheduler before its last epoch
 
     @property
     def status(self) -> str:
-        """completed / diverged / error, or running for an unfinished (interrupted) trial."""
-        if self.error is not None:
+        """completed / diverged / error, or running for an unfinished (interrupted) trial.
+        An early-stopped trial is "error" (kept, not averaged: it has no final measurement),
+        with `early_stopped` set and the reason in `error`."""
+        if self.error is not None or self.early_stopped:
             return "error"
         return self.record["status"] if self.record else "running"
 
@@ -66,7 +73,7 @@ def build_tables(
     for cid, o in sorted(final_outcomes(outcomes).items()):
         trial_rows.append(_trial_row(cid, o, experiment, versions))
         measure_rows += _measure_rows(cid, o.record) if o.record else []
-    trials = pd.DataFrame(trial_rows) if trial_rows else schema.empty("trials")
+    trials = pd.DataFrame(trial_rows) if trial_rows else schema.empty("trials").assign(**EXTRA)
     columns = [c.name for c in schema.MEASURES_COLUMNS]
     measures = (
         pd.DataFrame(measure_rows, columns=columns) if measure_rows else schema.empty("measures")
@@ -85,14 +92,12 @@ def _trial_row(cid: str, o: TrialOutcome, experiment: str, versions: dict) -> di
     rec = o.record or {}
     row.update(rec.get("summary", {}))
     v = rec.get("versions", versions)
+    row.update({k: rec.get(k, default) for k, default in EXTRA.items()})
     row.update(
         status=o.status,
         wall_time_s=rec.get("wall_time_s", math.nan),
-        epochs_completed=rec.get("epochs_completed", 0),
-        pid=rec.get("pid", -1),
-        node=rec.get("node", ""),
-        node_id=rec.get("node_id", ""),
         error=o.error or "",
+        early_stopped=o.early_stopped,
         config_json=json.dumps(cfg.to_dict(), sort_keys=True),
         pags_version=v.get("pags", ""),
         torch_version=v.get("torch", ""),

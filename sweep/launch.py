@@ -30,7 +30,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from analysis.schema import STRENGTH_SYMBOL
 from sweep import storage
-from sweep.config import OBJECTIVES, SweepConfig
+from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.presets import get_preset
 from sweep.progress import ProgressLine
@@ -40,18 +40,6 @@ from trainables.tune_trainable import MAPS_FILE, RECORD_FILE, train, trial_confi
 # Relative cost of one training step per method (forward/backward passes), to start the
 # longest trials first: the last trials then finish together instead of one straggling.
 STEP_COST = {"none": 1.0, "randsmooth": 1.0, "smoothness": 2.0, "gradnorm": 3.0}
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where and how a sweep runs (not part of its identity)."""
-
-    exp_dir: str
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 3
-    data_root: str = ""
-    cache_dir: str = ""
 
 
 @dataclass
@@ -77,7 +65,7 @@ def trial_name(trial) -> str:
     return f"{name}-{trial.trial_id}" if "log10_strength" in trial.config else name
 
 
-def run_sweep(sweep: SweepConfig, where: Placement, artifacts: dict, log=print) -> RunResult:
+def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> RunResult:
     """Run (or resume) every Tune experiment of `sweep`; return all trials' outcomes."""
     trainable = tune.with_resources(
         tune.with_parameters(train, artifacts=artifacts),
@@ -99,8 +87,9 @@ def run_sweep(sweep: SweepConfig, where: Placement, artifacts: dict, log=print) 
     return result
 
 
-def _search(method: str, trainable, sweep: SweepConfig, where: Placement, paths: dict):
-    """Seeded Optuna TPE over log10-strength of one method, through Ray Tune."""
+def _search(method: str, trainable, sweep: SweepConfig, where: Where, paths: dict):
+    """Seeded Optuna TPE over log10-strength of one method, through Ray Tune, within the
+    preset grid's range; searched trials use seed 0 (the search is over strengths)."""
     from optuna.samplers import TPESampler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -216,7 +205,13 @@ def outcome(result) -> TrialOutcome:
             record = json.loads(f.read().decode())
         if fs.get_file_info(f"{base}/{MAPS_FILE}").type != pafs.FileType.NotFound:
             maps = (fs, f"{base}/{MAPS_FILE}")
-    return TrialOutcome(config=cfg, record=record, error=error, maps=maps)
+    # Tune says done, our record says running: a scheduler (ASHA) stopped it early.
+    stopped = bool(record and record["status"] == "running" and (result.metrics or {}).get("done"))
+    if stopped and error is None:
+        error = (
+            f"stopped early by ASHA after {record['epochs_completed']} of {cfg['epochs']} epochs"
+        )
+    return TrialOutcome(config=cfg, record=record, error=error, maps=maps, early_stopped=stopped)
 
 
 def best_of(outcomes: list[TrialOutcome], objective: str) -> dict[str, Any]:

@@ -99,10 +99,13 @@ class ProgressLine(ProgressReporter):
 
     def line(self, trials: list[Trial], elapsed: float) -> str:
         counts = dict(done=0, diverged=0, failed=0, running=0, pending=0)
-        epochs_done = 0
+        epochs_done, remaining = 0, 0
         for t in trials:
             last = t.last_result or {}
-            epochs_done += int(last.get("epoch", 0) or 0)
+            epoch = int(last.get("epoch", 0) or 0)
+            epochs_done += epoch
+            if t.status not in (Trial.TERMINATED, Trial.ERROR):
+                remaining += max(0, self.epochs - epoch)
             if t.status == Trial.TERMINATED:
                 counts["done"] += 1
                 counts["diverged"] += last.get("status") == "diverged"
@@ -116,11 +119,11 @@ class ProgressLine(ProgressReporter):
         total = max(self.total, len(trials))
         counts["pending"] += total - len(trials)  # a searcher creates trials as it goes
         counts["total"] = total
+        remaining += (total - len(trials)) * self.epochs
         if self._epochs_at_start is None:
             self._epochs_at_start = epochs_done
-        return progress_line(
-            elapsed, counts, self.best(trials), self._eta(epochs_done, total, elapsed), self.label
-        )
+        eta = self._eta(epochs_done, remaining, elapsed)
+        return progress_line(elapsed, counts, self.best(trials), eta, self.label)
 
     def best(self, trials: list[Trial]) -> tuple[str, float, str, float] | None:
         for metric, mode in ((self.metric, self.mode), ("test_accuracy", "max")):
@@ -135,9 +138,9 @@ class ProgressLine(ProgressReporter):
                 return metric, value, method, strength
         return None
 
-    def _eta(self, epochs_done: int, total: int, elapsed: float) -> float | None:
+    def _eta(self, epochs_done: int, remaining: int, elapsed: float) -> float | None:
+        """Remaining epochs at this session's rate (stopped or failed trials need none)."""
         fresh = epochs_done - (self._epochs_at_start or 0)
-        remaining = total * self.epochs - epochs_done
         if remaining <= 0:
             return 0.0
         if fresh <= 0 or elapsed <= 0:

@@ -184,4 +184,4 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(uninterrupted, 
     pd.testing.assert_frame_equal(got_t, want_t)
     pd.testing.assert_frame_equal(got_m, want_m)
     curve = res.measures[res.measures["measure"] == "train_loss"]
-    assert curve.groupby("config_id")["epoch"].apply(sorted).map(tuple).eq((1, 2, 3, 4)).all()
+    assert all(e == [1, 2, 3, 4] for e in curve.groupby("config_id")["epoch"].apply(sorted))

@@ -166,3 +166,35 @@ def test_only_one_trial_side_module_imports_ray_tune():
     files = sorted(Path(p).name for p in out.stdout.split())
     assert files == ["tune_trainable.py"], files
     assert sys.modules  # keep the import list honest
+
+
+def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
+    """A Tune Result (faked: config, error, metrics, checkpoint) -> TrialOutcome."""
+    import json
+
+    from sweep.launch import outcome as outcome_of
+
+    cfg = TrialConfig.from_dict({"method": "randsmooth", "strength": 0.1, "epochs": 4})
+    ckpt = tmp_path / "checkpoint_000001"
+    ckpt.mkdir()
+
+    def result(status, done):
+        rec = build_record(cfg, history(2, measured=False), status, INFO)
+        (ckpt / "record.json").write_text(json.dumps(rec))
+        checkpoint = SimpleNamespace(filesystem=pafs.LocalFileSystem(), path=str(ckpt))
+        return SimpleNamespace(
+            config={"trial": cfg.to_dict()},
+            error=None,
+            metrics={"done": done},
+            checkpoint=checkpoint,
+        )
+
+    stopped = outcome_of(result("running", done=True))  # ASHA stopped it after 2 of 4
+    assert stopped.early_stopped and stopped.status == "error"
+    assert stopped.error == "stopped early by ASHA after 2 of 4 epochs" and stopped.maps is None
+    assert outcome_of(result("running", done=False)).status == "running"  # interrupted
+    assert outcome_of(result("completed", done=True)).status == "completed"
+    never = SimpleNamespace(config=None, error=None, metrics={}, checkpoint=None)
+    assert outcome_of(never).status == "running"
+    trials, _ = build_tables([stopped], "exp", VERSIONS)
+    assert bool(trials.loc[0, "early_stopped"]) and trials.loc[0, "status"] == "error"

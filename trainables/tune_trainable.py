@@ -30,7 +30,7 @@ from ray import tune
 
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
-from trainables.loop import load_checkpoint, run_trial, save_checkpoint
+from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
 
 STATE_FILE, RECORD_FILE, MAPS_FILE = "state.pt", "record.json", "maps.npz"
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
@@ -91,9 +91,7 @@ def train(config: dict, artifacts: dict | None = None) -> None:
         "pid": os.getpid(),  # the reliability tests SIGKILL this process
         "node": socket.gethostname(),
         "node_id": ray.get_runtime_context().get_node_id(),
-        "n_train": len(bundle.train)
-        if not cfg.train_subset
-        else min(cfg.train_subset, len(bundle.train)),
+        "n_train": len(train_subset(bundle, cfg)),
         "n_test": len(bundle.test),
         "versions": _versions(),
     }
