@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/pags sweep --preset digits-quick
+	$(BIN)/pags analyze results/digits-quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -28,8 +28,9 @@ def default_cache_dir() -> str:
 
 
 def _prepare(cfg_dict: dict, cache_dir: str):
-    """Ray task: the artifact set of `cfg` (loaded from the cache or built), or None when the
-    trial does not measure (then only the data is loaded, as a check)."""
+    """Ray task with two results: the artifact set of `cfg` (loaded from the cache or built),
+    or None when the trial does not measure (then only the data is loaded, as a check); and
+    what preparing it said (a corrupt cache set rebuilt, ...), for the driver to print."""
     import torch
 
     from trainables.data import load_dataset
@@ -39,10 +40,11 @@ def _prepare(cfg_dict: dict, cache_dir: str):
     cfg = TrialConfig.from_dict(cfg_dict)
     if not cfg.measure:
         load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
-        return None
+        return None, []
     from trainables.measure.artifacts import prepare_artifacts
 
-    return prepare_artifacts(cfg, cache_dir)  # its messages go to the worker's log
+    said: list[str] = []  # worker output does not reach the driver (cluster.connect)
+    return prepare_artifacts(cfg, cache_dir, log=said.append), said
 
 
 def artifact_groups(trials: list[TrialConfig]) -> dict[str, TrialConfig]:
@@ -64,15 +66,17 @@ def prepare_shared(
     task = ray.remote(_prepare)
     # A trial's resources: on small sets one thread beats two (small ops, threads that wait on
     # each other), and on a cluster the task lands on a node that can run a trial.
-    options = dict(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_retries=1)
-    refs = {}
+    options = dict(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_retries=1, num_returns=2)
+    refs, said = {}, {}
     for key, cfg in groups.items():
         what = f"artifacts for {cfg.dataset} ({key})" if cfg.measure else f"data of {cfg.dataset}"
         log(f"[pags] preparing {what} ...")
-        refs[key] = task.options(**options).remote(cfg.to_dict(), cache_dir)
+        refs[key], said[key] = task.options(**options).remote(cfg.to_dict(), cache_dir)
     for key, ref in refs.items():
         try:
             ray.get(ref)  # wait, and surface a failure before any trial starts
+            for message in ray.get(said[key]):
+                log(f"[pags] {message}")
         except ray.exceptions.RayTaskError as err:
             cause: BaseException | None = getattr(err, "cause", None)
             if isinstance(cause, DataUnavailableError):

@@ -223,7 +223,7 @@ def cmd_sweep(args) -> int:
         preset = get_preset(args.preset)
         cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
         gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
-        _check_resources(cpus, gpus, args.max_failures)
+        _check_resources(cpus, gpus, args.max_failures, args.num_cpus)
         output = args.output or os.path.join("results", sweep.preset)
         if args.storage:
             name = os.path.basename(os.path.normpath(output))
@@ -248,7 +248,7 @@ def cmd_sweep(args) -> int:
         return 1
 
 
-def _check_resources(cpus: float, gpus: float, max_failures: int) -> None:
+def _check_resources(cpus: float, gpus: float, max_failures: int, num_cpus: int | None) -> None:
     if not (cpus > 0 and math.isfinite(cpus)):
         raise ValueError(f"--cpus-per-trial {cpus:g} is invalid; allowed: a number > 0")
     # Ray gives fractions of one GPU or whole GPUs, nothing in between.
@@ -258,6 +258,8 @@ def _check_resources(cpus: float, gpus: float, max_failures: int) -> None:
         )
     if max_failures < 0:
         raise ValueError(f"--max-failures {max_failures} is invalid; allowed: an integer >= 0")
+    if num_cpus is not None and num_cpus < 1:
+        raise ValueError(f"--num-cpus {num_cpus} is invalid; allowed: an integer >= 1")
 
 
 def add_analyze_parser(sub) -> None:

@@ -141,6 +141,10 @@ def from_preset(
     bad value and what is allowed. All trial configs are built here, so an invalid override
     fails before anything runs."""
     preset = get_preset(name)
+    if methods is not None and not methods:
+        raise ValueError(
+            f"--methods is empty; allowed: comma-separated names of {', '.join(METHODS)}"
+        )
     methods = tuple(dict.fromkeys(methods)) if methods else preset.methods
     for m in methods:
         if m not in METHODS:

@@ -74,17 +74,21 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 
     if where.address:
         cluster.check_address(where.address)
-    started = cluster.connect(where.address, where.num_cpus)
-    try:
-        cluster.check_resources(
-            where.cpus_per_trial, where.gpus_per_trial, autoscaling=bool(where.address)
-        )
-        return _run(sweep, where, trials, resume, log)
-    finally:
-        if started:
-            import ray
+    # One sweep at a time per directory; checked again under the lock, since another sweep
+    # may have claimed the directory since the check above.
+    with experiment.locked(where.exp_dir):
+        resume = experiment.check_compatible(where.exp_dir, sweep)
+        started = cluster.connect(where.address, where.num_cpus)
+        try:
+            cluster.check_resources(
+                where.cpus_per_trial, where.gpus_per_trial, autoscaling=bool(where.address)
+            )
+            return _run(sweep, where, trials, resume, log)
+        finally:
+            if started:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()
 
 
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:

@@ -1,17 +1,23 @@
 """The experiment directory's identity: `sweep_config.json` says which sweep it holds.
 
 A rerun of the same sweep resumes; a different sweep pointed at the same directory is refused
-with the first difference named, and nothing there is touched.
+with the first difference named, and nothing there is touched. While a sweep runs it holds
+the directory's lock, so a second sweep on the same directory is refused (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 
 from sweep import storage
 from sweep.config import SweepConfig, first_difference
 
 SWEEP_FILE = "sweep_config.json"
+LOCK_FILE = ".pags.lock"
 # What a sweep writes; present without sweep_config.json = results of something unknown.
 OWNED = ("tune", "baseline", "trials.parquet", "measures.parquet")
 
@@ -45,3 +51,39 @@ def claim(exp_dir: str, sweep: SweepConfig) -> None:
     """Record the sweep in its directory (after `check_compatible` said it is new)."""
     body = {**sweep.to_dict(), "config_id": sweep.config_id}
     storage.write_text_atomic(storage.join(exp_dir, SWEEP_FILE), json.dumps(body, indent=1))
+
+
+@contextlib.contextmanager
+def locked(exp_dir: str) -> Iterator[None]:
+    """Hold `exp_dir` for one running sweep; ValueError if another sweep holds it.
+
+    An flock on `<exp_dir>/.pags.lock`: the OS releases it when the process ends, even by
+    SIGKILL, so a killed sweep never blocks its rerun. URIs (s3://, gs://) have no locks: there
+    the user must not start two sweeps on one directory. If this sweep created the directory
+    and wrote nothing else into it (it failed before claiming it), the directory goes again."""
+    if storage.is_uri(exp_dir):
+        yield
+        return
+    created = not os.path.exists(exp_dir)
+    os.makedirs(exp_dir, exist_ok=True)
+    path = os.path.join(exp_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by Ray's processes
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise ValueError(
+                f"{exp_dir} is in use by another pags sweep (pid {holder}); allowed: wait for "
+                "it to finish, or another --output"
+            ) from None
+        held = True
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if held and created and os.listdir(exp_dir) == [LOCK_FILE]:
+            os.remove(path)
+            os.rmdir(exp_dir)
+        os.close(fd)

@@ -165,7 +165,16 @@ def run_trial(
     `cfg.measure_every` epochs and after the last one. A non-finite loss ends the trial with
     status "diverged" (its row stays; no exception).
     """
-    torch.set_flush_denormal(True)  # denormals made one prototype trial 4x slower
+    # Denormals made one prototype trial 4x slower. The flag is process-wide CPU state, so it is
+    # switched off again on the way out (other code in the process may need subnormals).
+    torch.set_flush_denormal(True)
+    try:
+        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
     device = torch.device(device or "cpu")
     bundle = bundle or load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     data = train_subset(bundle, cfg)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainables.objectives import to_reference_lambda
+
 RECIPES: dict[str, dict[str, Any]] = {
     "digits-distractor": dict(
         model="small-cnn", optimizer="adam", lr=2e-3, schedule="onecycle", epochs=15,
@@ -36,8 +38,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 
-# The reference code divides the CIFAR-10 learning rate by lambda / 0.01 for gradient-norm
-# lambda > 0.01 (otherwise large lambdas diverge at the base rate).
+# The reference code divides the CIFAR-10 learning rate by lambda_ref / 0.01 for gradient-norm
+# lambda_ref > 0.01 (otherwise large lambdas diverge at the base rate). Its threshold is in the
+# reference code's scale, lambda_ref = lambda * B^2 / 1e5 (trainables/objectives.py).
 GRADNORM_LR_RULE = {"cifar10"}
 
 
@@ -46,7 +49,8 @@ def recipe_config(overrides: dict[str, Any]) -> dict[str, Any]:
     dataset = overrides.get("dataset", "digits-distractor")
     merged = {**RECIPES.get(dataset, {}), **overrides}
     strength = float(merged.get("strength", 0.0) or 0.0)
-    if dataset in GRADNORM_LR_RULE and merged.get("method") == "gradnorm" and strength > 0.01:
+    lam_ref = to_reference_lambda(strength, int(merged.get("batch_size", 64)))
+    if dataset in GRADNORM_LR_RULE and merged.get("method") == "gradnorm" and lam_ref > 0.01:
         if "lr" not in overrides:
-            merged["lr"] = merged["lr"] / (strength / 0.01)
+            merged["lr"] = merged["lr"] / (lam_ref / 0.01)
     return merged
