@@ -15,7 +15,7 @@ import string
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sweep import cluster
@@ -193,24 +193,29 @@ def test_any_preset_override_is_refused_or_is_a_valid_trial_config(
     assert not (isinstance(got, float) and not math.isfinite(got))
 
 
-TOKENS = st.one_of(
-    st.sampled_from([o for o in SWEEP_OPTIONS if o not in ("-h", "--help", "--dry-run")]),
+OPTION = st.sampled_from([o for o in SWEEP_OPTIONS if o not in ("-h", "--help", "--dry-run")])
+VALUE = st.one_of(
     st.sampled_from(["digits-quick", "synthetic", "none,gradnorm", "0.1,1", "1", "2", "-1",
                      "0", "nan", "x", "grid", "optuna", "alignment", "epochs=2", "lr=x", ""]),
     st.text(alphabet=string.ascii_letters + string.digits + ",.=-_ ", max_size=8).filter(
         lambda s: not s.startswith("-")  # options only from the list: no abbreviations
     ),
 )  # fmt: skip
+# Mostly option-value pairs (to get past the parser), then stray options or values.
+ARGS = st.tuples(
+    st.lists(st.tuples(OPTION, VALUE), max_size=5), st.lists(st.one_of(OPTION, VALUE), max_size=2)
+).map(lambda t: [a for pair in t[0] for a in pair] + t[1])
 
 
 @settings(max_examples=300, **SETTINGS)
-@given(tokens=st.lists(TOKENS, max_size=8))
-def test_any_argument_list_is_run_or_refused_never_a_traceback(monkeypatch, capsys, tokens):
+@given(preset=st.sampled_from(sorted(PRESETS)), tokens=ARGS)
+def test_any_argument_list_is_run_or_refused_never_a_traceback(monkeypatch, capsys, preset, tokens):
     """Random argument lists (dry runs): exit 0 with the trial table, or 2 with one line."""
-    argv = ["sweep", *tokens, "--dry-run"]
     if "--seeds" in tokens:
         return  # a huge count would only make a long table
+    argv = ["sweep", "--preset", preset, *tokens, "--dry-run"]
     code, out, err, left = run_in_empty_dir(monkeypatch, capsys, argv, output=False)
+    event(f"exit {code}")
     assert left == [], f"a dry run wrote {left}"
     if code == 2:
         assert_refused(code, out, err, left)
