@@ -31,6 +31,7 @@ OBJECTIVES = {
 }
 # Set by the sweep itself (grid axes) or by non-identity options, never by `--set`.
 RESERVED = {
+    "dataset": "a preset for that dataset (--preset)",
     "method": "--methods",
     "strength": "--strengths",
     "seed": "--seeds",

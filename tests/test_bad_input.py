@@ -57,7 +57,9 @@ BAD_TRAIN_ARGS = st.one_of(
 )  # fmt: skip
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(arg=BAD_TRAIN_ARGS)
 def test_train_cli_bad_input_exits_2_with_one_line_and_writes_nothing(
     arg, capsys, tmp_path, monkeypatch

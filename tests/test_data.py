@@ -54,7 +54,11 @@ def test_synthetic_bayes_classifier_is_accurate_and_score_is_exact():
     xs = (x[:8].double() + sigma * torch.randn(8, *b.shape, dtype=torch.float64)).requires_grad_()
     d = xs[0].numel()
     A, B = o.signal_basis(), o.distractor_basis()
-    cov = o.signal_std**2 * A @ A.T + o.distractor_std**2 * B @ B.T + sigma**2 * torch.eye(d, dtype=torch.float64)
+    cov = (
+        o.signal_std**2 * A @ A.T
+        + o.distractor_std**2 * B @ B.T
+        + sigma**2 * torch.eye(d, dtype=torch.float64)
+    )
     comps = [
         torch.distributions.MultivariateNormal(o.offset + o.means[k] @ A.T, cov)
         for k in range(len(o.means))

@@ -106,6 +106,7 @@ class TrialConfig:
         _at_least("score_sigma", self.score_sigma, 0.0)
         _at_least("smooth_sigma", self.smooth_sigma, 0.0)
         _at_least("weight_decay", self.weight_decay, 0.0)
+        _at_least("momentum", self.momentum, 0.0)
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ValueError(f"lr={self.lr!r} is invalid; allowed: a finite number > 0")
         for m in self.milestones:

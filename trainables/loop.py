@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -152,11 +153,11 @@ def test_loss(model: nn.Module, data: Dataset, device, batch_size: int = 512) ->
 def run_trial(
     cfg: TrialConfig,
     *,
-    device: Optional[torch.device] = None,
-    bundle: Optional[DataBundle] = None,
-    checkpoint: Optional[dict] = None,
-    on_epoch: Optional[OnEpoch] = None,
-    measurer: Optional[Measurer] = None,
+    device: torch.device | None = None,
+    bundle: DataBundle | None = None,
+    checkpoint: dict | None = None,
+    on_epoch: OnEpoch | None = None,
+    measurer: Measurer | None = None,
 ) -> dict:
     """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's result.
 

@@ -9,7 +9,7 @@ model w.r.t. its input.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -53,8 +53,9 @@ class SmallCNN(nn.Module):
     """Three 3x3 conv layers of width 32/64 and a linear head; a few ms per batch on one core.
 
     Any input size: the head reads a 4x4 adaptive average pool, which keeps where things are
-    (a global pool could not tell the digit's half from the distractor's and did not train). No BatchNorm, so train and eval
-    mode compute the same function (attacks and measurements switch modes).
+    (a global pool could not tell the digit's half from the distractor's and did not train).
+    No BatchNorm, so train and eval mode compute the same function (attacks and measurements
+    switch modes).
     """
 
     def __init__(self, in_channels: int, num_classes: int, act: Callable[[], nn.Module]):

@@ -15,7 +15,7 @@ so its penalty is 1e5 / B^2 times ours:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

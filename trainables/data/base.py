@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -12,7 +12,8 @@ from trainables.registry import Registry
 
 
 class DataUnavailableError(ValueError):
-    """Files are missing and cannot be downloaded; the message names the path and what to put there."""
+    """Files are missing and cannot be downloaded; the one-line message names the path and what
+    to put there."""
 
 
 @dataclass
@@ -31,8 +32,8 @@ class DataBundle:
     test: Dataset
     num_classes: int
     shape: tuple[int, int, int]  # (C, H, W)
-    signal_mask_train: Optional[torch.Tensor] = None
-    signal_mask_test: Optional[torch.Tensor] = None
+    signal_mask_train: torch.Tensor | None = None
+    signal_mask_test: torch.Tensor | None = None
     oracle: Any = None
     info: dict = field(default_factory=dict)
 

@@ -116,7 +116,9 @@ def sample(oracle: LinearManifoldOracle, n: int, g: torch.Generator):
     """n points `(n, C, H, W)` float32 and labels `(n,)`, balanced classes."""
     y = torch.arange(n) % NUM_CLASSES
     y = y[torch.randperm(n, generator=g)]
-    s = oracle.means[y] + oracle.signal_std * torch.randn(n, K_SIGNAL, generator=g, dtype=torch.float64)
+    s = oracle.means[y] + oracle.signal_std * torch.randn(
+        n, K_SIGNAL, generator=g, dtype=torch.float64
+    )
     t = oracle.distractor_std * torch.randn(n, K_DISTRACTOR, generator=g, dtype=torch.float64)
     x = oracle.offset + s @ oracle.A.T + t @ oracle.B.T
     return x.reshape(n, *oracle.shape).float(), y

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -80,7 +79,7 @@ class Artifacts:
     config: ArtifactConfig
     x: torch.Tensor
     y: torch.Tensor
-    signal_mask: Optional[torch.Tensor]
+    signal_mask: torch.Tensor | None
     tangent: torch.Tensor
     denoiser: nn.Module
     path: str = ""
