@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
@@ -139,15 +138,6 @@ def accuracy(model: nn.Module, data: Dataset, device, batch_size: int = 512) -> 
     for x, y in batches(data, torch.arange(len(data)), batch_size, device):
         correct += (model(x).argmax(1) == y).sum().item()
     return correct / len(data)
-
-
-@torch.no_grad()
-def test_loss(model: nn.Module, data: Dataset, device, batch_size: int = 512) -> float:
-    model.eval()
-    total = 0.0
-    for x, y in batches(data, torch.arange(len(data)), batch_size, device):
-        total += F.cross_entropy(model(x), y, reduction="sum").item()
-    return total / len(data)
 
 
 def run_trial(
