@@ -172,11 +172,18 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(uninterrupted, 
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
     assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all()
-    # No finished trial ran again: same worker and wall time, no new reports.
+    # No finished trial ran again: same worker and wall time, no epoch trained again. If the
+    # driver died after a trial's last report but before it marked the trial finished, Tune
+    # restores that trial from its final checkpoint, which trains nothing and re-reports the
+    # final result once (seen in CI); any new report must be exactly that.
     for cid, rows in finished.items():
         assert t.loc[cid, "pid"] == rows[-1]["pid"]
         assert t.loc[cid, "wall_time_s"] == pytest.approx(rows[-1]["wall_time_s"])
-        assert len(reports(exp)[cid]) == lines_before[cid]
+        new = reports(exp)[cid][lines_before[cid] :]
+        assert len(new) <= 1
+        for r in new:
+            assert r["epoch"] == 4 and r["status"] == "completed"
+            assert r["wall_time_s"] == pytest.approx(rows[-1]["wall_time_s"])
     # Same tables as the uninterrupted sweep, on every column a seed determines.
     ref = load_results(uninterrupted["exp"])
     got_t, got_m = final_columns(res.trials, res.measures)
