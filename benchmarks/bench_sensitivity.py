@@ -23,7 +23,7 @@ import time
 import numpy as np
 import scipy.linalg
 import torch
-from threadpoolctl import threadpool_limits
+from timing import best_time, limit_threads
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,15 +57,6 @@ def loop_reference(model, x, q, eps, generator) -> tuple[np.ndarray, list[float]
     return out, seconds
 
 
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-batched", type=int, default=32, help="points for the batched measure")
@@ -75,9 +66,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="best of this many (batched, floor)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
-    if args.threads:  # torch's intra-op pool and scipy's OpenBLAS (the loop's SVD) alike
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)
+    limit_threads(args.threads)
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"load avg at start {os.getloadavg()[0]:.2f}"

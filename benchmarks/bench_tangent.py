@@ -24,7 +24,7 @@ import sys
 import time
 
 import torch
-from threadpoolctl import threadpool_limits
+from timing import best_time, limit_threads
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,15 +41,6 @@ def decoder_and_latents(n: int) -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     _, decoder = build_nets(SHAPE, LATENT, "conv")
     return decoder.eval(), torch.randn(n, LATENT)
-
-
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _rss_mib() -> tuple[int, int]:
@@ -99,9 +90,7 @@ def main() -> None:
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:  # torch's intra-op pool and the BLAS/OpenMP pools alike
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)
+    limit_threads(args.threads)
     if args.memory_child:
         return memory_child(args.memory_child, args.chunk_size)
 
