@@ -6,6 +6,7 @@ model, same run.
 
     python benchmarks/bench_sensitivity.py                # ~1-2 min on 2 cores
     python benchmarks/bench_sensitivity.py --threads 1 --n-batched 64 --n-loop 8
+    python benchmarks/bench_sensitivity.py --device cuda            # on a GPU machine
 
 Prints per-image times, the speedup over the loop, and the ratio to the floor: the model's
 own forward passes on the perturbed batch (B * 2 directions * 4 step sizes * n_draws images),
@@ -23,7 +24,7 @@ import time
 import numpy as np
 import scipy.linalg
 import torch
-from timing import best_time, limit_threads
+from timing import best_time, describe, limit_threads, pick_device
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,10 +35,11 @@ SHAPE, LATENT, CLASSES = (3, 32, 32), 128, 10
 D = SHAPE[0] * SHAPE[1] * SHAPE[2]
 
 
-def loop_reference(model, x, q, eps, generator) -> tuple[np.ndarray, list[float]]:
-    """Per image: clean forward, one draw, scipy orth (SVD) of the basis, projection, then for
-    each eps an on and an off forward at batch 1. Returns on/off sensitivities `(2, E, B)` and
-    the seconds each point took."""
+def loop_reference(model, x, q, eps, generator, device) -> tuple[np.ndarray, list[float]]:
+    """Per image: clean forward, one draw, scipy orth (SVD) of the basis on the CPU, projection,
+    then for each eps an on and an off forward at batch 1 on `device` (x is there; q on the
+    CPU, as the reference code keeps it). Returns on/off sensitivities `(2, E, B)` and the
+    seconds each point took (the sensitivity's `float()` waits for the device)."""
     out, seconds = np.zeros((2, len(eps), len(x))), []
     with torch.no_grad():
         for i in range(len(x)):
@@ -49,7 +51,8 @@ def loop_reference(model, x, q, eps, generator) -> tuple[np.ndarray, list[float]
             on = basis @ (basis.T @ noise)
             off = noise - on
             for s, direction in enumerate((on, off)):
-                u = torch.from_numpy(direction / np.linalg.norm(direction)).float().view(xi.shape)
+                u = torch.from_numpy(direction / np.linalg.norm(direction)).float()
+                u = u.view(xi.shape).to(device)
                 for e, step in enumerate(eps):
                     p = torch.softmax(model(xi + step * u), 1)
                     out[s, e, i] = float((p - p0).abs().sum())
@@ -65,18 +68,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256, help="model batch size (batched)")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many (batched, floor)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     args = ap.parse_args()
     limit_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"load avg at start {os.getloadavg()[0]:.2f}"
-    )
+    device = pick_device(args.device)
+    print(describe(device))
 
     torch.manual_seed(0)
-    model = build_model("resnet18-cifar", in_channels=3, num_classes=CLASSES).eval()
+    model = build_model("resnet18-cifar", in_channels=3, num_classes=CLASSES).eval().to(device)
     n = max(args.n_batched, args.n_loop)
-    x = torch.rand(n, *SHAPE)
+    x = torch.rand(n, *SHAPE, device=device)
     q, _ = torch.linalg.qr(torch.randn(n, D, LATENT))  # any orthonormal bases cost the same
+    q_device = q.to(device)  # ours keeps Q where the model is; the loop reads the CPU copy
     eps = default_eps(D)
 
     with torch.no_grad():  # warm-up: first calls allocate and pick kernels
@@ -90,35 +93,35 @@ def main() -> None:
             manifold_sensitivity(
                 model,
                 x[: args.n_batched],
-                q[: args.n_batched],
+                q_device[: args.n_batched],
                 eps,
                 args.n_draws,
-                torch.Generator().manual_seed(0),
+                torch.Generator(device).manual_seed(0),
                 batch_size=args.batch_size,
             )
         )
 
-    t_batched = best_time(batched, args.repeats) / args.n_batched
+    t_batched = best_time(batched, args.repeats, device) / args.n_batched
 
     rows = args.n_batched * 2 * len(eps) * args.n_draws
-    perturbed = torch.rand(rows, *SHAPE)
+    perturbed = torch.rand(rows, *SHAPE, device=device)
 
     def floor():
         with torch.no_grad():
             for part in perturbed.split(args.batch_size):
                 model(part)
 
-    t_floor = best_time(floor, args.repeats) / args.n_batched
+    t_floor = best_time(floor, args.repeats, device) / args.n_batched
 
     ref, per_point = loop_reference(
-        model, x[: args.n_loop], q[: args.n_loop], eps, torch.Generator()
+        model, x[: args.n_loop], q[: args.n_loop], eps, torch.Generator(), device
     )
     t_loop = float(np.median(per_point))  # median: robust to a neighbour's burst on a shared box
 
     # Where the loop's time goes: one SVD and one batch-1 forward (best of 3 each).
     t_svd = best_time(lambda: scipy.linalg.orth(q[0].numpy()), 3)
     with torch.no_grad():
-        t_fwd1 = best_time(lambda: model(x[:1]), 3)
+        t_fwd1 = best_time(lambda: model(x[:1]), 3, device)
 
     print(f"ResNet18-CIFAR, eps {[round(e, 2) for e in eps]}, n_draws {args.n_draws}")
     print(

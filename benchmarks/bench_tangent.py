@@ -6,6 +6,7 @@ pass per output pixel, 3072 per image, then an SVD), same decoder, same run.
     python benchmarks/bench_tangent.py --threads 1
     python benchmarks/bench_tangent.py --reference-pixels 3072 --n-reference 2   # full reference
     python benchmarks/bench_tangent.py --memory-n 1000       # + peak RSS for 1,000 images
+    python benchmarks/bench_tangent.py --device cuda         # on a GPU machine
 
 Prints per-image times, the speedup over the reference, and the ratio to the floor: 128
 decoder forward passes per image, run batched (k JVPs cannot cost less than k forwards).
@@ -24,7 +25,7 @@ import sys
 import time
 
 import torch
-from timing import best_time, limit_threads
+from timing import best_time, describe, limit_threads, pick_device
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,12 +36,12 @@ SHAPE, LATENT = (3, 32, 32), 128
 D = SHAPE[0] * SHAPE[1] * SHAPE[2]
 
 
-def decoder_and_latents(n: int) -> tuple[torch.nn.Module, torch.Tensor]:
+def decoder_and_latents(n: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor]:
     """The project's CIFAR autoencoder decoder (conv, softplus), untrained: the cost of a
     Jacobian does not depend on the weights' values."""
     torch.manual_seed(0)
     _, decoder = build_nets(SHAPE, LATENT, "conv")
-    return decoder.eval(), torch.randn(n, LATENT)
+    return decoder.eval().to(device), torch.randn(n, LATENT, device=device)
 
 
 def _rss_mib() -> tuple[int, int]:
@@ -51,31 +52,45 @@ def _rss_mib() -> tuple[int, int]:
     return kib["VmRSS"] // 1024, kib["VmHWM"] // 1024
 
 
-def memory_child(n: int, chunk: int) -> None:
-    """Run in a fresh process: RSS growth and peak of tangent bases for n images."""
-    decoder, z = decoder_and_latents(n)
+def memory_child(n: int, chunk: int, device: torch.device) -> None:
+    """Run in a fresh process: memory growth and peak of tangent bases for n images. On the
+    CPU from the process's RSS; on a GPU from torch's allocator (Q stays on the GPU)."""
+    decoder, z = decoder_and_latents(n, device)
     tangent_bases(decoder, z[:2], chunk_size=chunk)  # warm up (torch loads JVP rules once)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak-RSS mark to the current RSS (Linux >= 4.0)
-    before, _ = _rss_mib()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) // 2**20
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak-RSS mark to the current RSS (Linux >= 4.0)
+        before, _ = _rss_mib()
     start = time.perf_counter()
     q = tangent_bases(decoder, z, chunk_size=chunk)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) // 2**20
+    else:
+        _, peak = _rss_mib()
     seconds = time.perf_counter() - start
-    _, peak = _rss_mib()
     q_mib = q.numel() * q.element_size() / 2**20
-    result = {"n": n, "q_mib": q_mib, "rss_before_mib": before, "rss_peak_mib": peak}
+    result = {"n": n, "q_mib": q_mib, "before_mib": before, "peak_mib": peak}
     print(json.dumps({**result, "seconds": seconds}))
 
 
 def time_reference(decoder, z: torch.Tensor, pixels: int) -> tuple[float, float, float]:
     """Seconds per image of the reference's backward passes (scaled from `pixels` of them) and
     of its SVD, and the largest gap between its Jacobian rows and jacfwd's."""
-    start = time.perf_counter()
-    rows = jacobian_reference(decoder, z, pixels)
-    t_rows = (time.perf_counter() - start) * D / len(rows)
+    rows = None
+
+    def backward_passes():
+        nonlocal rows
+        rows = jacobian_reference(decoder, z, pixels)
+
+    t_rows = best_time(backward_passes, 1, z.device) * D / pixels
     jac = torch.func.jacfwd(lambda zi: decoder(zi[None]).reshape(-1))(z)  # same values, fast
     with torch.no_grad():
-        t_svd = best_time(lambda: orth_svd(jac), 1)
+        t_svd = best_time(lambda: orth_svd(jac), 1, z.device)
     return t_rows, t_svd, float((rows - jac[: len(rows)]).detach().abs().max())
 
 
@@ -88,17 +103,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings (batched)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     limit_threads(args.threads)
     if args.memory_child:
-        return memory_child(args.memory_child, args.chunk_size)
+        return memory_child(args.memory_child, args.chunk_size, pick_device(args.device))
 
-    print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"load avg at start {os.getloadavg()[0]:.2f}"
-    )
-    decoder, z = decoder_and_latents(args.n_batched)
+    device = pick_device(args.device)
+    print(describe(device))
+    decoder, z = decoder_and_latents(args.n_batched, device)
     tangent_bases(decoder, z[:2], chunk_size=args.chunk_size)  # warm-up
 
     q = None
@@ -107,7 +121,7 @@ def main() -> None:
         nonlocal q
         q = tangent_bases(decoder, z, chunk_size=args.chunk_size)
 
-    t_batched = best_time(batched, args.repeats) / args.n_batched
+    t_batched = best_time(batched, args.repeats, device) / args.n_batched
 
     # Floor: the same number of decoder forward passes (k per image), batched like the JVPs.
     rows = z.repeat_interleave(LATENT, dim=0)  # (n * k, latent)
@@ -117,7 +131,7 @@ def main() -> None:
             for part in rows.split(args.chunk_size * LATENT):
                 decoder(part)
 
-    t_floor = best_time(floor, args.repeats) / args.n_batched
+    t_floor = best_time(floor, args.repeats, device) / args.n_batched
 
     pixels = min(args.reference_pixels, D)
     timed = [time_reference(decoder, z[i], pixels) for i in range(args.n_reference)]
@@ -153,12 +167,15 @@ def main() -> None:
             str(args.chunk_size),
             "--threads",
             str(torch.get_num_threads()),
+            "--device",
+            args.device,
         ]
         res = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+        what = "GPU memory allocated" if device.type == "cuda" else "RSS"
         print(
-            f"memory, {res['n']} images in a fresh process: Q {res['q_mib']:.0f} MiB; peak RSS "
-            f"{res['rss_peak_mib']:.0f} MiB (before the call {res['rss_before_mib']:.0f} MiB: "
-            f"+{res['rss_peak_mib'] - res['rss_before_mib']:.0f} MiB); {res['seconds']:.1f} s"
+            f"memory, {res['n']} images in a fresh process: Q {res['q_mib']:.0f} MiB; peak "
+            f"{what} {res['peak_mib']:.0f} MiB (before the call {res['before_mib']:.0f} MiB: "
+            f"+{res['peak_mib'] - res['before_mib']:.0f} MiB); {res['seconds']:.1f} s"
         )
     print(f"load avg at end {os.getloadavg()[0]:.2f}")
 
