@@ -9,7 +9,8 @@ pass per output pixel, 3072 per image, then an SVD), same decoder, same run.
     python benchmarks/bench_tangent.py --device cuda         # on a GPU machine
 
 Prints per-image times, the speedup over the reference, and the ratio to the floor: 128
-decoder forward passes per image, run batched (k JVPs cannot cost less than k forwards).
+decoder forward passes per image, run batched (k forward-mode tangents do the work of about
+k forwards; under vmap they share one primal pass and can come out a little below it).
 By default the reference's per-pixel loop is timed on its first 512 pixels and scaled to
 3072 (every backward pass costs the same: same graph, one-hot seed), plus a timed SVD of the
 full Jacobian; `--reference-pixels 3072` runs it whole.

@@ -115,9 +115,7 @@ class TrialConfig:
             if not e > 0 or not math.isfinite(e):
                 raise ValueError(f"eps={e!r} is invalid; allowed: finite numbers > 0")
         if self.method == "none" and self.strength != 0:
-            raise ValueError(
-                f"strength={self.strength!r} is invalid for method 'none'; allowed: 0"
-            )
+            raise ValueError(f"strength={self.strength!r} is invalid for method 'none'; allowed: 0")
 
     # ---- identity -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

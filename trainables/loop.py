@@ -211,9 +211,7 @@ def summarize(cfg: TrialConfig, state: TrialState, status: str) -> dict:
     }
     if measured:
         result.update(measured[-1]["measures"])
-    result["history"] = [
-        {k: v for k, v in h.items() if k != "measure_rows"} for h in state.history
-    ]
+    result["history"] = [{k: v for k, v in h.items() if k != "measure_rows"} for h in state.history]
     result["measure_rows"] = [row for h in measured for row in h["measure_rows"]]
     return result
 
