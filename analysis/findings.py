@@ -90,13 +90,17 @@ def noise_sentence(rows: pd.DataFrame) -> str:
     )
 
 
+# How the report words each status of a trial that did not complete.
+VERBS = {"diverged": "diverged", "stopped": "stopped early", "error": "failed"}
+
+
 def status_sentence(rows: pd.DataFrame, method: str, symbol: str) -> str:
     """Trials that did not complete, by strength, e.g. "2 of 3 trials diverged at lambda=100"."""
     own = rows[rows["method"] == method]
     parts = []
     for strength, cell in own.groupby("strength"):
-        for status in ("diverged", "error"):
+        for status, verb in VERBS.items():
             k = int((cell["status"] == status).sum())
             if k:
-                parts.append(f"{k} of {len(cell)} trials {status} at {symbol}={g(strength)}")
+                parts.append(f"{k} of {len(cell)} trials {verb} at {symbol}={g(strength)}")
     return "; ".join(parts)

@@ -181,7 +181,7 @@ def _definitions(doc: Document) -> None:
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
         "peak alignment, 0 = the baseline). Boundaries are never extrapolated.",
         "Strength is lambda for gradnorm and smoothness, sigma for randsmooth, epsilon for "
-        "pgd_l2. Diverged and errored trials are kept in the tables but not averaged.",
+        "pgd_l2. Diverged, stopped and failed trials are kept in the tables but not averaged.",
     ])  # fmt: skip
 
 

@@ -27,7 +27,11 @@ SCHEMA_VERSION = "1"
 METADATA_KEY = "pags_schema_version"
 
 METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
-STATUSES = ("completed", "diverged", "error")
+# completed: trained all epochs; diverged: non-finite loss, ended early (data: the objective
+# at that strength is the cause); stopped: ended early by a scheduler (ASHA) that judged it
+# unpromising; error: failed for good (infrastructure or a bug; the `error` column says why).
+# Tables written before "stopped" existed mark such trials "error" with `early_stopped` True.
+STATUSES = ("completed", "diverged", "stopped", "error")
 # What `strength` means for each objective (METHOD.md "Robust training objectives").
 STRENGTH_SYMBOL = {
     "none": "strength",

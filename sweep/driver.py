@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import STATUSES, STRENGTH_SYMBOL
 from sweep import experiment, storage
 from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig
@@ -108,14 +108,12 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
         storage.write_text_atomic(
             storage.join(where.exp_dir, "search_best.json"), json.dumps(result.best, indent=1)
         )
-    failed = trials_df[(trials_df["status"] == "error") & ~trials_df["early_stopped"]]
+    failed = trials_df[trials_df["status"] == "error"]
     counts = trials_df["status"].value_counts().to_dict()
-    summary = ", ".join(
-        f"{counts[s]} {s}" for s in ("completed", "diverged", "error") if s in counts
-    )
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
     log(f"[pags] {len(trials_df)} trials in the tables: {summary or 'none'}")
-    if trials_df["early_stopped"].any():
-        log(f"[pags] {int(trials_df['early_stopped'].sum())} of the errors: stopped early by ASHA")
+    if "stopped" in counts:
+        log("[pags] stopped: ended early by ASHA, kept in the tables but not in the means")
     for _, row in failed.head(5).iterrows():
         log(
             f"[pags] failed: {row['method']} strength={row['strength']:g} seed={row['seed']}: "

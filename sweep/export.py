@@ -27,8 +27,7 @@ TRIALS_FILE, MEASURES_FILE, MAPS_DIR = "trials.parquet", "measures.parquet", "ma
 FINAL = ("completed", "diverged")
 # Columns beyond the documented ones (analysis/schema.py allows extras): the flattened trial
 # config, and these, with their value for a trial that never reported.
-EXTRA = {"epochs_completed": 0, "pid": -1, "node": "", "node_id": "", "error": "",
-         "early_stopped": False}  # fmt: skip
+EXTRA = {"epochs_completed": 0, "pid": -1, "node": "", "node_id": "", "error": ""}
 
 
 @dataclass
@@ -43,23 +42,25 @@ class TrialOutcome:
 
     @property
     def status(self) -> str:
-        """completed / diverged / error, or running for an unfinished (interrupted) trial.
-        An early-stopped trial is "error" (kept, not averaged: it has no final measurement),
-        with `early_stopped` set and the reason in `error`."""
-        if self.error is not None or self.early_stopped:
+        """completed / diverged / stopped / error (analysis/schema.py), or running for an
+        unfinished (interrupted) trial. A stopped trial is kept but not averaged: it has no
+        final measurement; `epochs_completed` says how far it got."""
+        if self.error is not None:
             return "error"
+        if self.early_stopped:
+            return "stopped"
         return self.record["status"] if self.record else "running"
 
 
 def final_outcomes(outcomes: list[TrialOutcome]) -> dict[str, TrialOutcome]:
-    """One finished outcome per config_id (completed/diverged preferred over error); unfinished
-    trials are left out."""
+    """One finished outcome per config_id (completed/diverged preferred over stopped/error);
+    unfinished trials are left out."""
     best: dict[str, TrialOutcome] = {}
     for o in outcomes:
         if o.status == "running":
             continue
         cid = TrialConfig.from_dict(o.config).config_id
-        if cid not in best or (best[cid].status == "error" and o.status in FINAL):
+        if cid not in best or (best[cid].status not in FINAL and o.status in FINAL):
             best[cid] = o
     return best
 
@@ -97,7 +98,6 @@ def _trial_row(cid: str, o: TrialOutcome, experiment: str, versions: dict) -> di
         status=o.status,
         wall_time_s=rec.get("wall_time_s", math.nan),
         error=o.error or "",
-        early_stopped=o.early_stopped,
         config_json=json.dumps(cfg.to_dict(), sort_keys=True),
         pags_version=v.get("pags", ""),
         torch_version=v.get("torch", ""),

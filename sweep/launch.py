@@ -207,10 +207,6 @@ def outcome(result) -> TrialOutcome:
             maps = (fs, f"{base}/{MAPS_FILE}")
     # Tune says done, our record says running: a scheduler (ASHA) stopped it early.
     stopped = bool(record and record["status"] == "running" and (result.metrics or {}).get("done"))
-    if stopped and error is None:
-        error = (
-            f"stopped early by ASHA after {record['epochs_completed']} of {cfg['epochs']} epochs"
-        )
     return TrialOutcome(config=cfg, record=record, error=error, maps=maps, early_stopped=stopped)
 
 

@@ -190,11 +190,12 @@ def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
         )
 
     stopped = outcome_of(result("running", done=True))  # ASHA stopped it after 2 of 4
-    assert stopped.early_stopped and stopped.status == "error"
-    assert stopped.error == "stopped early by ASHA after 2 of 4 epochs" and stopped.maps is None
+    assert stopped.early_stopped and stopped.status == "stopped"
+    assert stopped.error is None and stopped.maps is None
     assert outcome_of(result("running", done=False)).status == "running"  # interrupted
     assert outcome_of(result("completed", done=True)).status == "completed"
     never = SimpleNamespace(config=None, error=None, metrics={}, checkpoint=None)
     assert outcome_of(never).status == "running"
     trials, _ = build_tables([stopped], "exp", VERSIONS)
-    assert bool(trials.loc[0, "early_stopped"]) and trials.loc[0, "status"] == "error"
+    assert trials.loc[0, "status"] == "stopped" and trials.loc[0, "epochs_completed"] == 2
+    assert trials.loc[0, "error"] == "" and "early_stopped" not in trials.columns

@@ -1,6 +1,6 @@
-"""Real sweeps through Ray Tune (a local 2-CPU Ray started by `pags sweep`): tables with one row
+"""Real sweeps through Ray Tune (a local Ray started by `pags sweep`): tables with one row
 per trial, rerun = resume without rerunning, a different config refused, the Optuna peak search
-with the real measurer."""
+with the real measurer, ASHA-stopped trials kept as "stopped"."""
 
 import json
 import subprocess
@@ -137,3 +137,36 @@ def test_optuna_peak_search_with_the_real_measurer(tmp_path):
     assert (res.measures["measure"] == "alignment").any()
     for cid in res.trials["config_id"]:
         assert (exp / "maps" / f"{cid}.npz").is_file()
+
+
+def test_asha_stopped_trials_are_kept_as_stopped(tmp_path):
+    """ASHA (grace period 1 of 4 epochs) stops a trial whose first-epoch accuracy is below the
+    cutoff of those before it. One CPU runs the trials one after another with fixed seeds, so
+    which ones it stops is fixed (here: both randsmooth trials, behind the unregularized one)."""
+    out = pags(
+        "sweep",
+        "--preset",
+        "digits-quick",
+        "--methods",
+        "none,randsmooth",
+        "--strengths",
+        "0.1,8",
+        "--epochs",
+        "4",
+        "--set",
+        "measure=false",
+        "--num-cpus",
+        "1",
+        "--asha",
+        "--output",
+        str(tmp_path / "asha"),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr  # stopped is not a failure
+    trials = load_results(tmp_path / "asha").trials
+    assert set(trials["status"]) <= {"completed", "stopped"}, trials["status"]
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 1 and (stopped["epochs_completed"] < 4).all()
+    assert (trials.loc[trials["status"] == "completed", "epochs_completed"] == 4).all()
+    assert (stopped["error"] == "").all()
+    assert "stopped: ended early by ASHA" in out.stdout
