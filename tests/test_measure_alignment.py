@@ -11,7 +11,9 @@ from torch import nn
 
 from trainables.data.synthetic import load_synthetic, sample
 from trainables.measure.alignment import (
+    PerceptualMetric,
     alignment,
+    alignments,
     bayes_cosine,
     build_metric,
     cosine,
@@ -19,6 +21,7 @@ from trainables.measure.alignment import (
     null_maps,
     scale_maxabs,
     subspace_energy,
+    to_lpips_input,
 )
 from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.score import (
@@ -265,6 +268,25 @@ def test_batched_metric_equals_per_image(bundle, stlpips):
     )
 
 
+def test_shared_features_equal_the_packages_own_forward(stlpips):
+    """`distances` runs the trunk once per map and compares maps pairwise; the values must be
+    the package's LPIPS.forward on each pair (here with chunks that split the points)."""
+    g = torch.Generator().manual_seed(1)
+    maps = {n: torch.rand(7, 1, 16, 8, generator=g) * 2 - 1 for n in ("g1", "g2", "s", "n")}
+    pairs = [("g1", "s"), ("g2", "s"), ("n", "s"), ("g1", "g2")]
+    small = PerceptualMetric(stlpips.name, stlpips.net, batch_size=8)  # 2 points per chunk
+    got = small.distances(maps, pairs)
+    with torch.no_grad():
+        for x, y in pairs:
+            want = stlpips.net(to_lpips_input(maps[x]), to_lpips_input(maps[y])).flatten()
+            torch.testing.assert_close(got[(x, y)], want, rtol=1e-5, atol=1e-6)
+    both = alignments(maps, pairs, stlpips)
+    for x, y in pairs:
+        torch.testing.assert_close(both[(x, y)], alignment(maps[x], maps[y], stlpips))
+    with pytest.raises(ValueError, match="map shapes differ"):
+        stlpips.distances({"a": maps["s"], "b": maps["s"][:3]}, [("a", "b")])
+
+
 def test_alignment_identity_and_null_references(bundle, stlpips):
     x = bundle.test.tensors[0][:8]
     s = ExactScore(bundle.oracle, SIGMA)(x)
@@ -328,3 +350,6 @@ def test_lpips_loads_cached_trunk_offline(tmp_path, monkeypatch):
     single = torch.cat([metric(a[i : i + 1], b[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(metric(a, b), single, rtol=1e-5, atol=1e-6)
     assert F.l1_loss(metric(a, a), torch.zeros(3)) == 0
+    with torch.no_grad():  # the lpips package's own forward gives the same distances
+        want = metric.net(to_lpips_input(a), to_lpips_input(b)).flatten()
+    torch.testing.assert_close(metric(a, b), want, rtol=1e-5, atol=1e-6)

@@ -55,9 +55,18 @@ def lpips_trunk_path() -> Path:
 
 
 class PerceptualMetric:
-    """Batched LPIPS-type distance: `__call__(a, b)` on maps `(B, C, H, W)` in [-1, 1] -> `(B,)`."""
+    """Batched LPIPS-type distance: `__call__(a, b)` on maps `(B, C, H, W)` in [-1, 1] -> `(B,)`.
+
+    `net` is an `lpips.LPIPS` or `stlpips.LPIPS` module (same structure: scaling layer, trunk,
+    one 1x1 "lin" head per trunk layer, non-spatial). `distances` runs the trunk once per map
+    and compares each map with several others, which is most of the saving when one score is
+    compared with several gradients; it computes what the packages' own `forward` computes
+    (tests check both against it).
+    """
 
     def __init__(self, name: str, net: nn.Module, batch_size: int = 64):
+        if not net.lpips or net.spatial:
+            raise ValueError("PerceptualMetric needs a non-spatial LPIPS with its lin heads")
         self.name, self.net, self.batch_size = name, net.eval(), batch_size
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -66,17 +75,46 @@ class PerceptualMetric:
         self.net.to(device)
         return self
 
-    @torch.no_grad()
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if a.shape != b.shape:
-            raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        return self.distances({"a": a, "b": b}, [("a", "b")])[("a", "b")]
+
+    @torch.no_grad()
+    def distances(
+        self, maps: dict[str, torch.Tensor], pairs: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], torch.Tensor]:
+        """LPIPS `(B,)` for each pair of names; maps are `(B, C, H, W)` in [-1, 1], one shape.
+
+        Points go in chunks so that one trunk call sees about `batch_size` images (all maps of
+        the chunk's points stacked), which bounds the memory held in features."""
+        shapes = {tuple(m.shape) for m in maps.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"map shapes differ: {sorted(shapes)}")
+        names = sorted({n for pair in pairs for n in pair})
+        b = len(maps[names[0]])
         device = next(self.net.parameters()).device
-        out = []
-        for i in range(0, len(a), self.batch_size):
-            ai = to_lpips_input(a[i : i + self.batch_size].to(device, torch.float32))
-            bi = to_lpips_input(b[i : i + self.batch_size].to(device, torch.float32))
-            out.append(self.net(ai, bi).flatten())
-        return torch.cat(out).to(a.device) if out else a.new_zeros(0)
+        step = max(1, self.batch_size // len(names))
+        out: dict[tuple[str, str], list[torch.Tensor]] = {pair: [] for pair in pairs}
+        for i in range(0, b, step):
+            stacked = torch.cat([maps[n][i : i + step].to(device, torch.float32) for n in names])
+            feats = self._features(to_lpips_input(stacked))  # per layer, (len(names) * p, ...)
+            per_name = [dict(zip(names, f.chunk(len(names)), strict=True)) for f in feats]
+            for x, y in pairs:
+                d = sum(
+                    lin((layer[x] - layer[y]) ** 2).mean(dim=(2, 3))
+                    for lin, layer in zip(self.net.lins, per_name, strict=True)
+                )
+                out[(x, y)].append(d.flatten())
+        like = maps[names[0]]
+        return {
+            pair: torch.cat(v).to(like.device) if v else like.new_zeros(0)
+            for pair, v in out.items()
+        }
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-length (over channels) trunk features per layer, as LPIPS.forward makes them."""
+        if self.net.version == "0.1":  # v0.0 fed unscaled inputs (the packages' own comment)
+            x = self.net.scaling_layer(x)
+        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for f in self.net.net(x)]
 
 
 def _quiet(fn, *args, **kw):
@@ -142,6 +180,15 @@ def build_metric(kind: str = "auto", device: str | torch.device = "cpu") -> Perc
 def alignment(g: torch.Tensor, s: torch.Tensor, metric: PerceptualMetric) -> torch.Tensor:
     """1 - LPIPS(scale(g), scale(s)) per image, `(B,)`, for maps `(B, C, H, W)`; higher = closer."""
     return 1 - metric(scale_maxabs(g), scale_maxabs(s))
+
+
+def alignments(
+    maps: dict[str, torch.Tensor], pairs: list[tuple[str, str]], metric: PerceptualMetric
+) -> dict[tuple[str, str], torch.Tensor]:
+    """`alignment` for several (gradient, reference) pairs of named maps, each map's LPIPS
+    features computed once however many pairs it is in."""
+    scaled = {name: scale_maxabs(maps[name]) for name in {n for pair in pairs for n in pair}}
+    return {pair: 1 - d for pair, d in metric.distances(scaled, pairs).items()}
 
 
 def cosine(g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
 from trainables.measure.alignment import (
-    alignment,
+    alignments,
     bayes_cosine,
     build_metric,
     cosine,
@@ -118,23 +118,21 @@ def build_measurer(
             pred = model.eval()(x).argmax(1)
         score_cond = score(x, pred)
         nulls = null_maps(x, gen)
-        pairs = {
-            ("logit_sum", "score_uncond"): (grads["logit_sum"], score_uncond),
-            ("pred_logit", "score"): (grads["pred_logit"], score_cond),
-            ("log_prob", "score"): (grads["log_prob"], score_cond),
-            ("null_noise", "score"): (nulls["noise"], score_cond),
-            ("null_input", "score"): (nulls["input"], score_cond),
-        }
+        maps = {**grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
+                "score": score_cond, "score_uncond": score_uncond}  # fmt: skip
+        pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score"),
+                 ("null_noise", "score"), ("null_input", "score")]  # fmt: skip
         if oracle is not None:  # synthetic set: the exact class-conditional score
-            exact = oracle.score(x.cpu(), art.config.score_sigma, pred.cpu()).to(x)
-            pairs[("pred_logit", "exact_score")] = (grads["pred_logit"], exact)
+            maps["exact_score"] = oracle.score(x.cpu(), art.config.score_sigma, pred.cpu()).to(x)
+            pairs.append(("pred_logit", "exact_score"))
         with torch.no_grad():
-            for (g_name, ref), (g, s) in pairs.items():
-                a = alignment(g, s, metric)
+            aligned = alignments(maps, pairs, metric)
+            for g_name, ref in pairs:
+                a = aligned[(g_name, ref)]
                 rows.append(_row("alignment", a.cpu(), epoch, gradient=g_name, reference=ref,
                                  metric=metric.name))  # fmt: skip
-                rows.append(_row("alignment", cosine(g, s).cpu(), epoch, gradient=g_name,
-                                 reference=ref, metric="cosine"))  # fmt: skip
+                rows.append(_row("alignment", cosine(maps[g_name], maps[ref]).cpu(), epoch,
+                                 gradient=g_name, reference=ref, metric="cosine"))  # fmt: skip
                 if (g_name, ref) == (HEADLINE_GRADIENT, "score"):
                     summary["alignment"] = float(a.mean())
         summary["alignment_metric"] = metric.name
