@@ -17,9 +17,11 @@ Scale-free criterion ("scale_free"), relative to the unregularized baseline (the
 crossing can already hold at strength 0 when the tangent dimension is small, so it cannot
 always separate weak from Bayes-aligned):
   weak -> bayes_aligned: the first strength where off-manifold sensitivity has fallen
-    `off_drop` (20 %) below the baseline's, interpolated in log10 strength, provided
-    on-manifold sensitivity has stayed above (1 - `on_drop`) = 75 % of the baseline's up to
-    there (otherwise status "no_window": the method goes from weak straight to excessive).
+    `off_drop` (20 %) below the baseline's, interpolated in log10 strength, provided the
+    model is not yet excessive there: on-manifold sensitivity has stayed above (1 - `on_drop`)
+    = 75 % of the baseline's and accuracy within `accuracy_drop` of the baseline's up to that
+    strength (otherwise status "no_window": the method goes from weak straight to excessive;
+    so boundary 1 never lies beyond boundary 2).
   bayes_aligned -> excessive: the first strength where test accuracy falls more than
     `accuracy_drop` (0.05, absolute) below the baseline's or on-manifold sensitivity falls
     below (1 - `on_drop`) of the baseline's, whichever comes first (interpolated likewise).
@@ -213,10 +215,15 @@ def _scale_free_b1(levels: Levels, means: dict, criteria: Criteria) -> cx.Crossi
     if off is None or np.isnan(off[:, 0]).all():
         return cx.undefined(means[ON].shape[0])
     c = cx.first_crossing(levels.x, off - (1.0 - criteria.off_drop))
-    # On-manifold sensitivity must have stayed within tolerance up to the crossing level.
+    # Not excessive yet: on-manifold sensitivity and accuracy within tolerance (boundary 2's
+    # two triggers) up to and including the crossing level.
     on_min = np.minimum.accumulate(np.nan_to_num(on, nan=-np.inf), axis=1)
+    acc_margin = means[ACC] - (means[ACC][:, :1] - criteria.accuracy_drop)
+    acc_min = np.minimum.accumulate(np.nan_to_num(acc_margin, nan=-np.inf), axis=1)
     j = np.maximum(c.index, 0)
-    lost = (c.index >= 0) & (on_min[np.arange(len(j)), j] < 1.0 - criteria.on_drop)
+    rows = np.arange(len(j))
+    excessive = (on_min[rows, j] < 1.0 - criteria.on_drop) | (acc_min[rows, j] < 0)
+    lost = (c.index >= 0) & excessive
     code = np.where(lost, cx.NO_WINDOW, c.code)
     prev = levels.x[np.maximum(j - 1, 0)]
     return cx.Crossing(
@@ -339,10 +346,16 @@ def _reason(criterion: str, boundary: str, p: cx.Crossing, ctx) -> str:
     if (criterion, boundary) == ("scale_free", B1):
         if code == cx.NO_WINDOW:
             j = int(p.index[0])
+            acc, on = levels.means(ACC), levels.means(ON)
+            fallen = []
+            if (acc[: j + 1] < acc[0] - crit.accuracy_drop).any():
+                fallen.append(f"accuracy more than {crit.accuracy_drop:g} below baseline")
+            if (on[: j + 1] < (1.0 - crit.on_drop) * on[0]).any():
+                fallen.append(f"on-manifold sensitivity more than {crit.on_drop:.0%}")
             return (
                 f"off-manifold sensitivity fell {crit.off_drop:.0%} below baseline only at "
-                f"{sym}={_fmt(levels.strengths[j])}, where on-manifold sensitivity had already "
-                f"fallen more than {crit.on_drop:.0%}: no Bayes-aligned window"
+                f"{sym}={_fmt(levels.strengths[j])}, where {' and '.join(fallen)} had already "
+                "fallen: no Bayes-aligned window"
             )
         if code == cx.BELOW:
             return (

@@ -7,6 +7,8 @@ over 30 data sets was 0.11.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,6 +134,26 @@ def test_no_bayes_aligned_window_under_scale_free_criterion():
     truth = Truth(b2=-2.5)  # on-manifold sensitivity falls before off-manifold does
     r = row(fit(*make_tables(truth=truth)), "scale_free", B1)
     assert r["status"] == "no_window" and "no Bayes-aligned window" in r["reason"]
+
+
+@dataclass(frozen=True)
+class EarlyAccuracyLoss(Truth):
+    """Accuracy falls from log10 strength -1.9 on, 0.05 below baseline at -1.73, before
+    off-manifold sensitivity has dropped 20 % (at -1.4); on-manifold stays on its plateau."""
+
+    def accuracy(self, x):
+        return np.where(x <= -1.9, 0.95, np.maximum(0.95 - 0.3 * (x + 1.9), 0.1))
+
+
+def test_no_window_when_accuracy_falls_first():
+    """Boundary 1 must not land beyond boundary 2: with accuracy already 0.05 below baseline
+    where off-manifold sensitivity first drops 20 %, there is no Bayes-aligned window."""
+    bounds = fit(*make_tables(truth=EarlyAccuracyLoss()))
+    r1, r2 = row(bounds, "scale_free", B1), row(bounds, "scale_free", B2)
+    assert r1["status"] == "no_window" and np.isnan(r1["estimate"])
+    assert "accuracy more than 0.05 below baseline" in r1["reason"]
+    assert "on-manifold" not in r1["reason"]
+    assert r2["status"] == "ok" and abs(r2["log10_estimate"] - (-1.9 + 0.05 / 0.3)) < 0.15
 
 
 def test_missing_baseline_gives_reasons_not_errors():
