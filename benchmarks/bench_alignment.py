@@ -17,7 +17,7 @@ import os
 import sys
 
 import torch
-from timing import best_time, describe, limit_threads, pick_device
+from timing import add_machine_args, best_time, setup_machine
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,12 +38,9 @@ def main() -> None:
     ap.add_argument("--shape", default="1,28,14", help="map shape C,H,W (default: digits)")
     ap.add_argument("--points", type=int, default=32, help="evaluation points")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timings")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_machine_args(ap)
     args = ap.parse_args()
-    limit_threads(args.threads)
-    device = pick_device(args.device)
-    print(describe(device))
+    device = setup_machine(args)
     shape = tuple(int(v) for v in args.shape.split(","))
     metric = build_metric("stlpips", device)
     g = torch.Generator().manual_seed(0)

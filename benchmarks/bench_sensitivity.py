@@ -24,7 +24,7 @@ import time
 import numpy as np
 import scipy.linalg
 import torch
-from timing import best_time, describe, limit_threads, pick_device
+from timing import add_machine_args, best_time, setup_machine
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,12 +67,9 @@ def main() -> None:
     ap.add_argument("--n-draws", type=int, default=1, help="noise draws per point (ref: 1)")
     ap.add_argument("--batch-size", type=int, default=256, help="model batch size (batched)")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many (batched, floor)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_machine_args(ap)
     args = ap.parse_args()
-    limit_threads(args.threads)
-    device = pick_device(args.device)
-    print(describe(device))
+    device = setup_machine(args)
 
     torch.manual_seed(0)
     model = build_model("resnet18-cifar", in_channels=3, num_classes=CLASSES).eval().to(device)

@@ -26,7 +26,7 @@ import sys
 import time
 
 import torch
-from timing import best_time, describe, limit_threads, pick_device
+from timing import add_machine_args, best_time, limit_threads, pick_device, setup_machine
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -102,17 +102,15 @@ def main() -> None:
     ap.add_argument("--reference-pixels", type=int, default=512, help="backward passes timed")
     ap.add_argument("--chunk-size", type=int, default=8, help="tangent_bases chunk size")
     ap.add_argument("--repeats", type=int, default=2, help="best of this many timings (batched)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--memory-n", type=int, default=0, help="also measure peak RSS for N images")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     ap.add_argument("--memory-child", type=int, default=0, help=argparse.SUPPRESS)
+    add_machine_args(ap)
     args = ap.parse_args()
-    limit_threads(args.threads)
-    if args.memory_child:
+    if args.memory_child:  # stdout carries only the child's JSON line
+        limit_threads(args.threads)
         return memory_child(args.memory_child, args.chunk_size, pick_device(args.device))
 
-    device = pick_device(args.device)
-    print(describe(device))
+    device = setup_machine(args)
     decoder, z = decoder_and_latents(args.n_batched, device)
     tangent_bases(decoder, z[:2], chunk_size=args.chunk_size)  # warm-up
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -52,3 +53,17 @@ def describe(device: torch.device) -> str:
         f"torch {torch.__version__}, device {where}, threads {torch.get_num_threads()}, "
         f"load avg at start {os.getloadavg()[0]:.2f}"
     )
+
+
+def add_machine_args(ap: argparse.ArgumentParser) -> None:
+    """--threads and --device, the same in every benchmark."""
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+
+
+def setup_machine(args: argparse.Namespace) -> torch.device:
+    """Apply --threads, check --device, print what runs the benchmark; returns the device."""
+    limit_threads(args.threads)
+    device = pick_device(args.device)
+    print(describe(device))
+    return device
