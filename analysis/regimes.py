@@ -347,15 +347,15 @@ def _reason(criterion: str, boundary: str, p: cx.Crossing, ctx) -> str:
         if code == cx.NO_WINDOW:
             j = int(p.index[0])
             acc, on = levels.means(ACC), levels.means(ON)
-            fallen = []
+            lost = []
             if (acc[: j + 1] < acc[0] - crit.accuracy_drop).any():
-                fallen.append(f"accuracy more than {crit.accuracy_drop:g} below baseline")
+                lost.append(f"accuracy (more than {crit.accuracy_drop:g})")
             if (on[: j + 1] < (1.0 - crit.on_drop) * on[0]).any():
-                fallen.append(f"on-manifold sensitivity more than {crit.on_drop:.0%}")
+                lost.append(f"on-manifold sensitivity (more than {crit.on_drop:.0%})")
             return (
                 f"off-manifold sensitivity fell {crit.off_drop:.0%} below baseline only at "
-                f"{sym}={_fmt(levels.strengths[j])}, where {' and '.join(fallen)} had already "
-                "fallen: no Bayes-aligned window"
+                f"{sym}={_fmt(levels.strengths[j])}, where the model had already lost "
+                f"{' and '.join(lost)}: no Bayes-aligned window"
             )
         if code == cx.BELOW:
             return (
