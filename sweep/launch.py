@@ -21,6 +21,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,9 +160,32 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
             ),
         )
-    with _quiet_tune_logs():
+    with _quiet_tune_logs(), _sigterm_stops_like_ctrl_c():
         grid = tuner.fit()
     return [outcome(r) for r in grid]
+
+
+@contextlib.contextmanager
+def _sigterm_stops_like_ctrl_c():
+    """SIGTERM (a batch scheduler's preemption, `timeout`, `kill`) ends the sweep as Ctrl-C
+    does: Tune stops gracefully on SIGUSR1, the finished trials' tables get written and a
+    rerun resumes. Without this the driver died at once, writing nothing. Only the main
+    thread may set signal handlers (the `pags` CLI runs there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
+
+    def stop(*_):
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends the driver at once
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _DropTuneHints(logging.Filter):

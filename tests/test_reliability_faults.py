@@ -4,6 +4,8 @@
   checkpoint, and its final numbers equal an uninterrupted run of the same config;
 - the driver (`pags sweep` itself) is SIGKILLed mid-sweep: the same command resumes, reruns no
   finished trial, and the tables equal those of an uninterrupted sweep;
+- the driver gets Ctrl-C (SIGINT), then on the rerun SIGTERM: each stops gracefully (code 130,
+  the finished trials' tables written) and a last rerun completes as above;
 - a second sweep on the same output directory while the first runs is refused.
 
 Every sweep is tiny (digits, measure=false, a few epochs); the only processes killed are ones
@@ -168,6 +170,12 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(uninterrupted, 
     assert "resuming sweep" in log
     print(f"rerun after the killed driver: {time.monotonic() - start:.1f} s")
 
+    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"])
+
+
+def assert_resumed_whole(exp, finished: dict, lines_before: dict, reference_exp) -> None:
+    """After the last rerun: all four trials completed, none of `finished` ({config_id: its
+    reports}) trained again, and the tables equal the uninterrupted sweep's."""
     res = load_results(exp)
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
@@ -185,10 +193,56 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(uninterrupted, 
             assert r["epoch"] == 4 and r["status"] == "completed"
             assert r["wall_time_s"] == pytest.approx(rows[-1]["wall_time_s"])
     # Same tables as the uninterrupted sweep, on every column a seed determines.
-    ref = load_results(uninterrupted["exp"])
+    ref = load_results(reference_exp)
     got_t, got_m = final_columns(res.trials, res.measures)
     want_t, want_m = final_columns(ref.trials, ref.measures)
     pd.testing.assert_frame_equal(got_t, want_t)
     pd.testing.assert_frame_equal(got_m, want_m)
     curve = res.measures[res.measures["measure"] == "train_loss"]
     assert all(e == [1, 2, 3, 4] for e in curve.groupby("config_id")["epoch"].apply(sorted))
+
+
+def completed_reports(exp) -> dict[str, list[dict]]:
+    return {c: r for c, r in reports(exp).items() if r[-1]["status"] == "completed"}
+
+
+def stop_sweep_with(sig: signal.Signals, exp, cwd, ready) -> None:
+    """Start the four-trial sweep, send `sig` to its driver once `ready()` holds, and check the
+    graceful stop: code 130, the rerun hint, tables holding exactly the finished trials."""
+    proc = start_sweep(*FOUR, "--output", exp, cwd=cwd)
+    ray_procs = []
+    try:
+        wait_until(f"the moment to send {sig.name}", ready, proc, timeout=180)
+        ray_procs = descendants(proc.pid)
+        proc.send_signal(sig)
+        log = finish(proc, timeout=120)
+    finally:
+        reap(ray_procs)
+    assert proc.returncode == 130, log
+    assert "rerun the same command to resume" in log
+    written = load_results(exp).trials
+    assert set(written["config_id"]) == set(completed_reports(exp))
+    assert set(written["status"]) <= {"completed"}
+
+
+def test_ctrl_c_and_sigterm_stop_gracefully_and_a_rerun_resumes(uninterrupted, tmp_path):
+    """Ctrl-C (SIGINT), then SIGTERM (a batch scheduler's stop) on the rerun: each ends the
+    sweep gracefully, and the same command finally completes it."""
+    exp = tmp_path / "exp"
+    stop_sweep_with(signal.SIGINT, exp, tmp_path, lambda: 0 < len(completed_reports(exp)) < 4)
+    finished = completed_reports(exp)
+    lines_before = {c: len(r) for c, r in reports(exp).items()}
+
+    def training_again():  # the rerun reports again, i.e. Tune runs (our handler is set)
+        grew = any(len(r) > lines_before.get(c, 0) for c, r in reports(exp).items())
+        return grew and len(completed_reports(exp)) < 4
+
+    stop_sweep_with(signal.SIGTERM, exp, tmp_path, training_again)
+
+    rerun = start_sweep(*FOUR, "--output", exp, cwd=tmp_path)
+    try:
+        log = finish(rerun, timeout=240)
+    finally:
+        reap(descendants(rerun.pid))
+    assert rerun.returncode == 0, log
+    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"])
