@@ -112,7 +112,7 @@ class PerceptualMetric:
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unit-length (over channels) trunk features per layer, as LPIPS.forward makes them."""
-        if self.net.version == "0.1":  # v0.0 fed unscaled inputs (the packages' own comment)
+        if self.net.version == "0.1":  # LPIPS v0.0 skipped this scaling; both builds are v0.1
             x = self.net.scaling_layer(x)
         return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for f in self.net.net(x)]
 
