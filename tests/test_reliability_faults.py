@@ -161,16 +161,21 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(uninterrupted, 
     lines_before = {c: len(r) for c, r in reports(exp).items()}
 
     start = time.monotonic()
-    rerun = start_sweep(*FOUR, "--output", exp, cwd=tmp_path)
+    rerun_to_the_end(exp, tmp_path)
+    print(f"rerun after the killed driver: {time.monotonic() - start:.1f} s")
+
+    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"])
+
+
+def rerun_to_the_end(exp, cwd) -> None:
+    """The same four-trial command again, which must resume and finish (code 0)."""
+    rerun = start_sweep(*FOUR, "--output", exp, cwd=cwd)
     try:
         log = finish(rerun, timeout=240)
     finally:
         reap(descendants(rerun.pid))
     assert rerun.returncode == 0, log
     assert "resuming sweep" in log
-    print(f"rerun after the killed driver: {time.monotonic() - start:.1f} s")
-
-    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"])
 
 
 def assert_resumed_whole(exp, finished: dict, lines_before: dict, reference_exp) -> None:
@@ -238,11 +243,5 @@ def test_ctrl_c_and_sigterm_stop_gracefully_and_a_rerun_resumes(uninterrupted, t
         return grew and len(completed_reports(exp)) < 4
 
     stop_sweep_with(signal.SIGTERM, exp, tmp_path, training_again)
-
-    rerun = start_sweep(*FOUR, "--output", exp, cwd=tmp_path)
-    try:
-        log = finish(rerun, timeout=240)
-    finally:
-        reap(descendants(rerun.pid))
-    assert rerun.returncode == 0, log
+    rerun_to_the_end(exp, tmp_path)
     assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"])
