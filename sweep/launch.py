@@ -31,7 +31,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from analysis.schema import STRENGTH_SYMBOL
-from sweep import storage
+from sweep import storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.presets import get_preset
@@ -129,6 +129,7 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
     # points at a deleted checkpoint); that is intended here, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     path = storage.join(where.exp_dir, name)
+    tune_state.repair(path)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
@@ -158,6 +159,8 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 failure_config=tune.FailureConfig(max_failures=where.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
+                # a readable copy of Tune's state, for a driver killed while Tune writes it
+                callbacks=[tune_state.StateBackup(path, 5.0 if storage.is_uri(path) else 0.0)],
             ),
         )
     with _quiet_tune_logs(), _sigterm_stops_like_ctrl_c():
