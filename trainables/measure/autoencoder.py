@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-FORMAT = "pags-autoencoder/1"
+FORMAT = "pags-autoencoder/2"  # 2: AffineResidual nets, validation split
 WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"
 
 # Latent dimension k per dataset. cifar10: the paper's k = 128; imagenet64: the same budget;
@@ -117,6 +118,53 @@ def build_nets(shape: tuple[int, int, int], latent_dim: int, arch: str) -> tuple
     return encoder, nn.Sequential(*dec)
 
 
+class AffineResidual(nn.Module):
+    """`y = affine(x) + net(x)`: an affine map (set from PCA before training) plus a nonlinear
+    correction whose last layer starts at zero, so training starts from the best linear
+    autoencoder and only has to learn the curvature.
+
+    Why: a plain MLP autoencoder trained by MSE drops low-variance directions of the manifold.
+    On the linear synthetic set (signal spread 0.15 beside distractor spread 0.6) it kept only
+    0.08 of one signal direction's energy after 40 and after 200 epochs (largest principal angle
+    87 degrees); started from PCA it is exact. `in_shape`/`out_shape` are the shapes without the
+    batch dimension: images `(C, H, W)` or latents `(k,)`.
+    """
+
+    def __init__(self, net: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]):
+        super().__init__()
+        self.net, self.out_shape = net, tuple(out_shape)
+        self.affine = nn.Linear(math.prod(in_shape), math.prod(out_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.affine(x.flatten(1)).view(-1, *self.out_shape) + self.net(x)
+
+
+def build_autoencoder_nets(
+    shape: tuple[int, int, int], latent_dim: int, arch: str
+) -> tuple[nn.Module, nn.Module]:
+    """(encoder, decoder) as `build_nets`, each with an `AffineResidual` path around it."""
+    encoder, decoder = build_nets(shape, latent_dim, arch)
+    return (
+        AffineResidual(encoder, shape, (latent_dim,)),
+        AffineResidual(decoder, (latent_dim,), shape),
+    )
+
+
+@torch.no_grad()
+def init_from_pca(encoder: AffineResidual, decoder: AffineResidual, x: torch.Tensor) -> None:
+    """Set the affine paths to PCA on x `(N, C, H, W)`: z = P^T (x - mean), x = mean + P z."""
+    flat = x.flatten(1).double()
+    mean = flat.mean(0)
+    k = encoder.affine.out_features
+    _, _, v = torch.pca_lowrank(flat - mean, q=min(k, *flat.shape), center=False, niter=6)
+    basis = torch.zeros(flat.shape[1], k, dtype=torch.float64)
+    basis[:, : v.shape[1]] = v
+    encoder.affine.weight.copy_(basis.T)
+    encoder.affine.bias.copy_(-(basis.T @ mean))
+    decoder.affine.weight.copy_(basis)
+    decoder.affine.bias.copy_(mean)
+
+
 def auto_arch(shape: tuple[int, int, int]) -> str:
     c, h, w = shape
     return "mlp" if c * h * w <= MLP_MAX_DIM or min(h, w) < 8 else "conv"
@@ -197,7 +245,7 @@ def _pythae_classes():
     from pythae.models.nn import BaseDecoder, BaseEncoder
     from pythae.trainers import BaseTrainer
     from pythae.trainers.training_callbacks import CallbackHandler, TrainingCallback
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
     class Encoder(BaseEncoder):
         def __init__(self, net: nn.Module):
@@ -216,11 +264,24 @@ def _pythae_classes():
             return ModelOutput(reconstruction=self.net(z))
 
     class LossHistory(TrainingCallback):
-        def __init__(self):
+        """Records the losses per epoch and stops training (by raising `_StopTraining`, as
+        pythae's loop has no early-stopping hook) once the validation loss has not improved
+        by a relative `min_delta` for `patience` epochs."""
+
+        def __init__(self, patience: int, floor: float, min_delta: float = 1e-3):
             self.train_loss: list[float] = []
+            self.val_loss: list[float] = []
+            self.patience, self.floor, self.min_delta = patience, floor, min_delta
+            self.best, self.best_epoch = math.inf, 0
 
         def on_log(self, training_config, logs, **kwargs):
             self.train_loss.append(float(logs["train_epoch_loss"]))
+            self.val_loss.append(float(logs["eval_epoch_loss"]))
+            gain = self.best - self.val_loss[-1]  # inf on the first epoch
+            if gain > max(self.min_delta * self.val_loss[-1], self.floor):
+                self.best, self.best_epoch = self.val_loss[-1], len(self.val_loss)
+            elif len(self.val_loss) - self.best_epoch >= self.patience:
+                raise _StopTraining
 
     class QuietTrainer(BaseTrainer):
         """BaseTrainer without its tqdm bars and console printer, and without pythae's own
@@ -243,34 +304,53 @@ def _pythae_classes():
             )
             return DataLoader(train_dataset, sampler=sampler, batch_size=None, collate_fn=_same)
 
+        def get_eval_dataloader(self, eval_dataset):
+            sampler = BatchSampler(
+                SequentialSampler(eval_dataset),
+                self.training_config.per_device_eval_batch_size,
+                drop_last=False,
+            )
+            return DataLoader(eval_dataset, sampler=sampler, batch_size=None, collate_fn=_same)
+
     return AE, AEConfig, Encoder, Decoder, LossHistory, QuietTrainer
+
+
+class _StopTraining(Exception):
+    """Raised from a pythae callback to end training early (validation loss stopped improving)."""
 
 
 def train_autoencoder(
     x_train: torch.Tensor,
     latent_dim: int,
-    epochs: int,
+    max_epochs: int,
     seed: int,
     out_dir: str,
     batch_size: int = 64,
     lr: float = 1e-3,
     *,
     arch: str = "auto",
+    patience: int = 30,
+    val_fraction: float = 0.1,
     device: str | None = None,
 ) -> str:
     """Train a pythae `AE` (MSE reconstruction, Adam) on `x_train (N, C, H, W)`; save it.
 
+    Trained to convergence rather than for a fixed budget: a random `val_fraction` of the images
+    (drawn with `seed`) is held out, the learning rate halves when the validation loss stalls for
+    patience / 3 epochs, training stops when it has not improved for `patience` epochs (or at
+    `max_epochs`), and the model kept is the one with the lowest validation loss (pythae's
+    keep-best-on-eval). Encoder and decoder are `AffineResidual` nets started from PCA.
     `arch`: "mlp", "conv" or "auto" (MLP for images of <= 256 values or a side < 8 px).
-    `device`: "cpu" forces CPU; otherwise pythae takes CUDA when it is visible. The model kept
-    is the one with the lowest training loss over epochs (pythae's keep-best-on-train, used
-    because we pass no eval set). The caller's global RNG states and environment are restored
-    afterwards. Returns the absolute `out_dir`, holding autoencoder.pt and autoencoder.json.
+    `device`: "cpu" forces CPU; otherwise pythae takes CUDA when it is visible. The caller's
+    global RNG states and environment are restored afterwards. Returns the absolute `out_dir`,
+    holding autoencoder.pt and autoencoder.json (with the loss curves and the best validation
+    reconstruction error, per-image sum of squares).
     """
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainerConfig
 
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {epochs}")
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs must be >= 1; got {max_epochs}")
     AE, AEConfig, Encoder, Decoder, LossHistory, QuietTrainer = _pythae_classes()
     shape = tuple(int(s) for s in x_train.shape[1:])
     if len(shape) != 3:
@@ -278,10 +358,18 @@ def train_autoencoder(
     arch = auto_arch(shape) if arch == "auto" else arch
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    history = LossHistory()
+    data = x_train.detach().float().cpu()
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(round(val_fraction * len(data))))
+    fit, val = data[order[n_val:]], data[order[:n_val]]
+    # Gains below a millionth of the data's variance (per-image sum of squares) are noise: a
+    # loss already at that level (a flat manifold, exact from PCA) counts as converged.
+    total_variance = float((fit - fit.mean(0)).pow(2).flatten(1).sum(1).mean())
+    history = LossHistory(patience, floor=1e-6 * total_variance)
     with _restore_global_rngs(), _quiet_pythae(), tempfile.TemporaryDirectory() as scratch:
         torch.manual_seed(seed)
-        encoder, decoder = build_nets(shape, latent_dim, arch)
+        encoder, decoder = build_autoencoder_nets(shape, latent_dim, arch)
+        init_from_pca(encoder, decoder, fit)
         model = AE(
             AEConfig(input_dim=shape, latent_dim=latent_dim),
             encoder=Encoder(encoder),
@@ -290,34 +378,47 @@ def train_autoencoder(
         config = BaseTrainerConfig(
             output_dir=scratch,  # pythae makes a timestamped dir here; we keep nothing of it
             per_device_train_batch_size=batch_size,
-            num_epochs=epochs,
+            per_device_eval_batch_size=512,
+            num_epochs=max_epochs,
             learning_rate=lr,
+            scheduler_cls="ReduceLROnPlateau",
+            scheduler_params={"factor": 0.5, "patience": max(1, patience // 3)},
             seed=seed,
             no_cuda=device == "cpu",
             world_size=1,
             rank=-1,
             local_rank=-1,
         )
-        data = x_train.detach().float().cpu()
         trainer = QuietTrainer(
             model=model,
-            train_dataset=BaseDataset(data, torch.zeros(len(data))),
+            train_dataset=BaseDataset(fit, torch.zeros(len(fit))),
+            eval_dataset=BaseDataset(val, torch.zeros(len(val))),
             training_config=config,
             callbacks=[history],
         )
-        trainer.train()
-        best = trainer._best_model  # pythae's deepcopy of the best epoch's model
+        try:
+            trainer.train()
+        except _StopTraining:
+            pass
+        best = trainer._best_model  # pythae's deepcopy of the best epoch's model (on eval)
     meta = {
         "format": FORMAT,
         "shape": list(shape),
         "latent_dim": latent_dim,
         "arch": arch,
-        "epochs": epochs,
+        "max_epochs": max_epochs,
+        "epochs_run": len(history.val_loss),
+        "best_epoch": history.best_epoch,
+        "patience": patience,
         "seed": seed,
         "batch_size": batch_size,
         "lr": lr,
-        "n_train": len(x_train),
-        "train_loss": history.train_loss,  # per epoch: mean over batches of per-image SSE
+        "n_train": len(fit),
+        "n_val": len(val),
+        # per epoch: mean over images of the per-image sum of squared errors
+        "train_loss": history.train_loss,
+        "val_loss": history.val_loss,
+        "val_reconstruction_error": history.best,
         "trainer": "pythae.trainers.BaseTrainer + pythae.models.AE",
         "torch_version": torch.__version__,
     }
@@ -352,7 +453,9 @@ def load_autoencoder(path: str, device: str | torch.device = "cpu") -> Autoencod
         meta = json.load(f)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{folder}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    encoder, decoder = build_nets(tuple(meta["shape"]), meta["latent_dim"], meta["arch"])
+    encoder, decoder = build_autoencoder_nets(
+        tuple(meta["shape"]), meta["latent_dim"], meta["arch"]
+    )
     state = torch.load(os.path.join(folder, WEIGHTS_FILE), map_location="cpu", weights_only=True)
     encoder.load_state_dict(state["encoder"])
     decoder.load_state_dict(state["decoder"])

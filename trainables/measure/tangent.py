@@ -100,7 +100,14 @@ def principal_angles(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
     """Principal angles in degrees between span(q1) and span(q2), ascending.
 
     q1: `(..., d, k1)`, q2: `(..., d, k2)`, both orthonormal (broadcast over leading dims).
-    Returns `(..., min(k1, k2))`; the last entry is the largest angle.
+    Returns `(..., min(k1, k2))`; the last entry is the largest angle, the one that says how far
+    apart the subspaces are (two subspaces that share all but one direction have every other
+    angle at 0). svdvals returns the cosines in descending order, so the angles come ascending.
     """
     cos = torch.linalg.svdvals(q1.transpose(-1, -2) @ q2).clamp(-1.0, 1.0)
-    return torch.rad2deg(torch.arccos(cos)).flip(-1)
+    return torch.rad2deg(torch.arccos(cos))
+
+
+def largest_principal_angle(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
+    """The largest principal angle in degrees between span(q1) and span(q2), `(...)`."""
+    return principal_angles(q1, q2)[..., -1]
