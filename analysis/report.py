@@ -194,6 +194,11 @@ def _definitions(doc: Document) -> None:
         "plus each trial's evaluation-point error std/sqrt(n) from measures.parquet). A bound "
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
         "peak alignment, 0 = the baseline). Boundaries are never extrapolated.",
+        "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
+        "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
+        "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
+        "gradient with no preferred direction has rho2 = (d - k) / d. Formulas and sources: "
+        "docs/method.md.",
         "Strength is lambda for gradnorm and smoothness, sigma for randsmooth, epsilon for "
         "pgd_l2. Diverged, stopped and failed trials are kept in the tables but not averaged.",
     ])  # fmt: skip

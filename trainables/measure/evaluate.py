@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import numpy as np
 import torch
@@ -59,6 +60,10 @@ def step_sizes(cfg_eps: tuple[float, ...], d: int) -> tuple[list[float], float]:
     return sorted([*eps, head]), head
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 @functools.lru_cache(maxsize=4)
 def _metric(kind: str, device: str):
     return build_metric(kind, device)
@@ -84,7 +89,10 @@ def build_measurer(
     cache_dir: str | None = None,
 ):
     """A `measure(model, epoch)` closure; prepares (or loads cached) artifacts if none given."""
-    art = artifacts or prepare_artifacts(cfg, cache_dir or cfg.artifacts_dir or None, bundle)
+    # Progress goes to stderr: stdout may carry a result (`pags train --json`).
+    art = artifacts or prepare_artifacts(
+        cfg, cache_dir or cfg.artifacts_dir or None, bundle, log=_to_stderr
+    )
     x = art.x.to(device)
     mask = art.signal_mask.to(device) if art.signal_mask is not None else None
     q = art.tangent.to(device)
