@@ -66,7 +66,7 @@ def correlation_sentence(row: pd.Series) -> str:
     if not np.isfinite(row["spearman_rho"]):
         return f"{head}: not computed ({row['reason']})."
     sign = (
-        "negative, as the paper predicts: more relative off-manifold robustness goes with "
+        "negative, as the paper predicts: more off-manifold robustness goes with "
         "more aligned gradients"
         if row["ci_high"] < 0
         else "positive, against the paper's prediction"
