@@ -7,7 +7,9 @@ light)::
     fit_regimes(trials, measures, rng=..., n_boot=1000) -> boundaries DataFrame
     label_trials(trials, boundaries) -> regime of every trial
     peak_alignment(trials, measures, boundaries, rng=...) -> per method group
-    alignment_correlation(trials, rng=...) -> Spearman rho with bootstrap CI
+    alignment_correlation(trials, rng=..., quantity=...) -> Spearman rho with bootstrap CI
+        (quantity: relative_off_manifold_robustness, or rho2)
+    boundaries_by_eps(trials, measures, rng=...) -> boundaries refitted at every step size
     noise_robustness(trials, rng=...) -> signal/distractor ratio vs baseline
     analysis.report.write_report(results_dir, out_dir=None, rng_seed=0) -> {name: path}
 """
@@ -27,6 +29,7 @@ _EXPORTS = {
     "peak_alignment": "analysis.alignment",
     "alignment_correlation": "analysis.alignment",
     "noise_robustness": "analysis.noise",
+    "boundaries_by_eps": "analysis.step_sizes",
     "write_report": "analysis.report",
 }
 

@@ -19,6 +19,7 @@ from analysis.schema import STRENGTH_SYMBOL
 
 ALIGN = "alignment"
 ROBUST = "relative_off_manifold_robustness"
+RHO2 = "rho2"
 PEAK_COLUMNS = (
     "dataset", "model", "method", "strength_symbol", "alignment_metric", "alignment_gradient",
     "n_strengths", "n_trials", "peak_strength", "ci_low", "ci_high", "log10_peak",
@@ -27,8 +28,8 @@ PEAK_COLUMNS = (
     "reason", "note",
 )  # fmt: skip
 CORRELATION_COLUMNS = (
-    "dataset", "model", "scope", "alignment_metric", "n", "spearman_rho", "ci_low", "ci_high",
-    "p_value", "reason",
+    "dataset", "model", "scope", "quantity", "alignment_metric", "n", "spearman_rho", "ci_low",
+    "ci_high", "p_value", "reason",
 )  # fmt: skip
 
 
@@ -161,15 +162,24 @@ def _finding(row: dict) -> str:
 
 
 def alignment_correlation(
-    trials: pd.DataFrame, *, rng: np.random.Generator, n_boot: int = 1000, ci: float = 0.95
+    trials: pd.DataFrame,
+    *,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    quantity: str = ROBUST,
 ) -> pd.DataFrame:
-    """Spearman correlation across trials between relative off-manifold robustness (off/on;
-    lower = more robust off-manifold) and alignment, per (dataset, model) over all methods
-    ("all", baseline included) and per method (its trials plus the baseline).
+    """Spearman correlation across trials between `quantity` and alignment, per (dataset,
+    model) over all methods ("all", baseline included) and per method (its trials plus the
+    baseline). `quantity`: relative off-manifold robustness (off/on at the headline step) or
+    RHO2, the gradient's off-manifold share; lower = more robust off-manifold for both.
 
-    The paper predicts a negative rho (more relative off-manifold robustness, i.e. smaller
-    off/on, goes with higher alignment). CI: percentile interval over resampled trials.
+    The paper predicts a negative rho (more off-manifold robustness, i.e. a smaller value,
+    goes with higher alignment); with RHO2 this is its central claim in one number.
+    CI: percentile interval over resampled trials.
     """
+    if quantity not in trials:  # tables from before the quantity was measured
+        trials = trials.assign(**{quantity: np.nan})
     rows = []
     for (dataset, model), data in trials.groupby(["dataset", "model"], sort=True):
         scopes = [("all", data)] + [
@@ -177,11 +187,12 @@ def alignment_correlation(
             for m in sorted(set(data["method"]) - {BASELINE_METHOD})
         ]
         for scope, rows_ in scopes:
-            kept, metric, _, _ = dominant_metric(usable(rows_, (ROBUST,)))
+            kept, metric, _, _ = dominant_metric(usable(rows_, (quantity,)))
             rows.append(
-                {"dataset": dataset, "model": model, "scope": scope, "alignment_metric": metric}
-                | _spearman(kept[ROBUST].to_numpy(), kept[ALIGN].to_numpy(), rng, n_boot, ci)
-            )
+                {"dataset": dataset, "model": model, "scope": scope, "quantity": quantity,
+                 "alignment_metric": metric}
+                | _spearman(kept[quantity].to_numpy(), kept[ALIGN].to_numpy(), rng, n_boot, ci)
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 

@@ -50,16 +50,23 @@ def regimes_sentence(bounds: pd.DataFrame, criterion: str) -> str:
     return head + ": " + "; ".join(boundary_sentence(r) for _, r in rows.iterrows()) + "."
 
 
+QUANTITY_NAMES = {
+    "relative_off_manifold_robustness": "off/on sensitivity",
+    "rho2": "rho2 (the gradient's off-manifold share)",
+}
+
+
 def correlation_sentence(row: pd.Series) -> str:
     scope = "all methods" if row["scope"] == "all" else f"{row['scope']} and baseline"
+    quantity = row.get("quantity", "relative_off_manifold_robustness")
     head = (
-        f"Spearman correlation of off/on sensitivity with alignment on "
+        f"Spearman correlation of {QUANTITY_NAMES.get(quantity, quantity)} with alignment on "
         f"{row['dataset']}/{row['model']} ({scope}, {row['n']} trials)"
     )
     if not np.isfinite(row["spearman_rho"]):
         return f"{head}: not computed ({row['reason']})."
     sign = (
-        "negative, as the paper predicts: more relative off-manifold robustness goes with "
+        "negative, as the paper predicts: more off-manifold robustness goes with "
         "more aligned gradients"
         if row["ci_high"] < 0
         else "positive, against the paper's prediction"

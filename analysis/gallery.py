@@ -4,7 +4,7 @@ excessive model side by side (the paper's qualitative figure).
 The sweep saves per trial `<results_dir>/maps/<config_id>.npz` with arrays
 `inputs (K, C, H, W)`, `score (K, C, H, W)` and `gradient (K, C, H, W)` for the same K
 evaluation points in every trial. Maps are scaled per image by their max |value| into
-[-1, 1] (METHOD.md, "Measuring perceptual alignment"): one channel is drawn with a diverging
+[-1, 1] (docs/method.md, "Perceptual alignment"): one channel is drawn with a diverging
 colormap (red +, blue -), three channels as RGB with 0 at mid-grey.
 """
 

@@ -126,7 +126,7 @@ def standard_errors(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     Index: config_id. Columns: test_accuracy, on_manifold_sensitivity,
     off_manifold_sensitivity, alignment (same units as in trials). Uses each trial's last
     epoch; sensitivities at the trial's `reference_eps`; alignment with the trial's
-    `alignment_gradient` and `alignment_metric` against the score. 0 where measures has no
+    `alignment_gradient`, `alignment_metric` and `alignment_reference`. 0 where measures has no
     matching row or no finite std/n: that trial then enters the
     bootstrap without evaluation-point noise.
     """
@@ -143,17 +143,20 @@ def standard_errors(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
         m["_se"] = m["std"].to_numpy(dtype=float) / np.sqrt(n)
     m = m[np.isfinite(m["_se"]) & (n > 0)]
     keys = ["config_id", "reference_eps", "alignment_gradient", "alignment_metric"]
-    t = trials[keys].drop_duplicates("config_id")
+    t = trials[keys].drop_duplicates("config_id").copy()
+    # Tables from before `alignment_reference` existed headlined the conditional "score".
+    ref = trials.drop_duplicates("config_id").get("alignment_reference")
+    t["_reference"] = "score" if ref is None else ref.replace("", "score").to_numpy()
     for col, name in _SE_SOURCES.items():
         rows = m[m["measure"] == name].merge(t, on="config_id", how="inner")
         if name.endswith("manifold_sensitivity"):
             rows = rows[np.isclose(rows["eps"], rows["reference_eps"], rtol=1e-6, atol=1e-12)]
         elif name == "alignment":
-            # trials.alignment is the score-referenced one of these rows.
+            # trials.alignment is the one of these rows with the trial's headline pair.
             rows = rows[
                 (rows["gradient"] == rows["alignment_gradient"])
                 & (rows["metric"] == rows["alignment_metric"])
-                & (rows["reference"] == "score")
+                & (rows["reference"] == rows["_reference"])
             ]
         se = rows.groupby("config_id")["_se"].first()
         out.loc[se.index.intersection(out.index), col] = se

@@ -98,10 +98,15 @@ def shade_regimes(ax: Axes, bounds: pd.DataFrame, criterion: str = "paper") -> A
 def regime_figure(
     rows: pd.DataFrame, bounds: pd.DataFrame, method: str, criterion: str = "paper"
 ) -> Figure:
-    """Figure 3 layout for one method group: top on/off-manifold sensitivity, bottom accuracy
-    (left axis) and alignment (right axis), regimes of `criterion` shaded (other criterion's
-    boundaries dashed). `rows`: the group's trials incl. baseline; `bounds`: its boundaries."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
+    """Figure 3 layout for one method group: top on/off-manifold sensitivity; middle (when the
+    trials have it) rho2 and rho1 with the isotropic rho2 (d - k) / d as a reference line;
+    bottom accuracy (left axis) and alignment (right axis); regimes of `criterion` shaded (other
+    criterion's boundaries dashed). `rows`: the group's trials incl. baseline; `bounds`: its
+    boundaries."""
+    has_rho = "rho2" in rows and np.isfinite(rows["rho2"].to_numpy(dtype=float)).any()
+    n = 3 if has_rho else 2
+    fig, axes = plt.subplots(n, 1, figsize=(6.4, 3.2 * n), sharex=True)
+    top, bottom = axes[0], axes[-1]
     # Fix the x range first: autoscaling a single strength warns and collapses the axis.
     top.set_xscale("log")
     _pad_xlim(top, rows)
@@ -112,6 +117,8 @@ def regime_figure(
     top.set_ylabel(f"sensitivity (L1 of softmax), eps={_fmt_list(eps)}")
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=7, loc="best")
+    if has_rho:
+        plot_rho(axes[1], rows)
     plot_quantity(bottom, rows, "test_accuracy", "accuracy", "tab:green")
     bottom.set_ylabel("test accuracy")
     twin = bottom.twinx()
@@ -122,12 +129,29 @@ def regime_figure(
     extra = twin.get_legend_handles_labels()
     if handles[0] + extra[0]:
         bottom.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="best")
-    for ax in (top, bottom):
+    for ax in axes:
         shade_regimes(ax, bounds, criterion)
     bottom.set_xlabel(f"{STRENGTH_SYMBOL.get(method, 'strength')} (log scale)")
     top.set_title(f"{method}: regimes shaded by the {criterion.replace('_', '-')} criterion")
     fig.tight_layout()
     return fig
+
+
+def plot_rho(ax: Axes, rows: pd.DataFrame) -> Axes:
+    """rho2 (the gradient's off-manifold share) and rho1 (Definition 1, at the smallest noise
+    level) vs strength, with the isotropic rho2 = (d - k) / d dotted: below it, the gradient
+    prefers the tangent space."""
+    plot_quantity(ax, rows, "rho2", "rho2", "tab:red")
+    if "rho1" in rows and np.isfinite(rows["rho1"].to_numpy(dtype=float)).any():
+        sigma = _fmt_list(rows["rho1_sigma"].dropna().unique()) if "rho1_sigma" in rows else ""
+        plot_quantity(ax, rows, "rho1", f"rho1 (sigma={sigma})", "tab:brown")
+    iso = rows["rho2_isotropic"].dropna().unique() if "rho2_isotropic" in rows else []
+    for value in iso:
+        ax.axhline(value, color="k", ls="--", lw=1.0, label=f"isotropic (d-k)/d = {value:.3g}")
+    ax.set_ylabel("off-manifold share")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    return ax
 
 
 def plot_noise_ratio(ax: Axes, noise: pd.DataFrame) -> Axes:

@@ -1,4 +1,4 @@
-"""The three regimes (METHOD.md "The three regimes", paper section 5) along log10 strength.
+"""The three regimes (docs/method.md "The three regimes", paper section 5) along log10 strength.
 
 For every method group (dataset, model, method; see `analysis.groups`) two boundaries are
 located from the means over seeds at each strength, under two criteria:

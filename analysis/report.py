@@ -4,7 +4,9 @@ Output directory (default `<results_dir>/report/`):
   report.md, report.html (self-contained, figures as base64 PNG), figures/*.png,
   regimes.parquet (one row per dataset/model/method/criterion/boundary: estimate, ci_low,
   ci_high, reason, ...; see `analysis.regimes.fit_regimes`), trial_regimes.parquet,
-  peak_alignment.parquet, correlation.parquet, noise_robustness.parquet.
+  peak_alignment.parquet, correlation.parquet (off/on vs alignment), rho2_correlation.parquet
+  (rho2 vs alignment), boundaries_by_eps.parquet (the boundaries refitted at every measured
+  step size; see `analysis.step_sizes`), noise_robustness.parquet.
 
 Degenerate results (one trial, all diverged, one strength, NaNs, no baseline) still give a
 report; whatever could not be computed is listed with its reason. Only unreadable results
@@ -29,6 +31,7 @@ from analysis import findings  # noqa: E402
 from analysis.alignment import (  # noqa: E402
     CORRELATION_COLUMNS,
     PEAK_COLUMNS,
+    RHO2,
     alignment_correlation,
     peak_alignment,
 )
@@ -47,8 +50,12 @@ from analysis.regimes import (  # noqa: E402
     label_trials,
 )
 from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL  # noqa: E402
+from analysis.step_sizes import EPS_COLUMNS, boundaries_by_eps, eps_table  # noqa: E402
 
-TABLE_FILES = ("regimes", "trial_regimes", "peak_alignment", "correlation", "noise_robustness")
+TABLE_FILES = (
+    "regimes", "trial_regimes", "peak_alignment", "correlation", "rho2_correlation",
+    "boundaries_by_eps", "noise_robustness",
+)  # fmt: skip
 
 
 def write_report(
@@ -77,6 +84,7 @@ def write_report(
     _definitions(doc)
     figures = _method_sections(doc, res, tables, figdir, problems)
     figures.update(_noise_section(doc, tables, figdir, problems))
+    _step_size_section(doc, tables)
     _correlation_section(doc, tables)
     _could_not_compute(doc, res, tables, problems)
     for name, path in figures.items():
@@ -109,10 +117,15 @@ def _analyse(res: Results, rng, n_boot: int, problems: list[str]) -> dict[str, p
                    bounds, **boot)  # fmt: skip
     corr = _guard(problems, "alignment correlation", _empty(CORRELATION_COLUMNS),
                   alignment_correlation, t, **boot)  # fmt: skip
+    rho2_corr = _guard(problems, "rho2 correlation", _empty(CORRELATION_COLUMNS),
+                       alignment_correlation, t, quantity=RHO2, **boot)  # fmt: skip
+    by_eps = _guard(problems, "boundaries at other step sizes", _empty(EPS_COLUMNS),
+                    boundaries_by_eps, t, m, **boot)  # fmt: skip
     noise = _guard(problems, "noise robustness", _empty(NOISE_COLUMNS), noise_robustness, t,
                    **boot)  # fmt: skip
     return {"regimes": bounds, "trial_regimes": labels, "peak_alignment": peaks,
-            "correlation": corr, "noise_robustness": noise}  # fmt: skip
+            "correlation": corr, "rho2_correlation": rho2_corr, "boundaries_by_eps": by_eps,
+            "noise_robustness": noise}  # fmt: skip
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -154,9 +167,10 @@ def _summary(doc: Document, tables: dict) -> None:
         items.append(row["finding"] + "." if row["finding"] else
                      f"peak alignment for {row['method']} on {row['dataset']}/{row['model']}: "
                      f"not computed ({row['reason']}).")  # fmt: skip
-    for _, row in tables["correlation"].iterrows():
-        if row["scope"] == "all":
-            items.append(findings.correlation_sentence(row))
+    for name in ("correlation", "rho2_correlation"):
+        for _, row in tables[name].iterrows():
+            if row["scope"] == "all":
+                items.append(findings.correlation_sentence(row))
     doc.bullets([i for i in items if i] or ["No method group to analyse (see below)."])
 
 
@@ -180,6 +194,11 @@ def _definitions(doc: Document) -> None:
         "plus each trial's evaluation-point error std/sqrt(n) from measures.parquet). A bound "
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
         "peak alignment, 0 = the baseline). Boundaries are never extrapolated.",
+        "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
+        "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
+        "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
+        "gradient with no preferred direction has rho2 = (d - k) / d. Formulas and sources: "
+        "docs/method.md.",
         "Strength is lambda for gradnorm and smoothness, sigma for randsmooth, epsilon for "
         "pgd_l2. Diverged, stopped and failed trials are kept in the tables but not averaged.",
     ])  # fmt: skip
@@ -213,10 +232,11 @@ def _method_section(doc, key, rows, res: Results, tables, figdir, figures, probl
     if fig is not None:
         figures[name] = _save(fig, figdir / f"{name}.png")
         doc.image(figures[name], f"figures/{name}.png",
-                  f"{method} on {dataset}: sensitivity (top), accuracy and alignment "
-                  "(bottom) vs strength; shaded: weak (blue), Bayes-aligned (green), "
-                  "excessive (red) by the paper criterion; solid/dashed lines: paper/"
-                  "scale-free boundaries.")  # fmt: skip
+                  f"{method} on {dataset}: sensitivity at the headline step size (top), "
+                  "rho2 and rho1 with the isotropic (d-k)/d dashed (middle, when measured), "
+                  "accuracy and alignment (bottom) vs strength; shaded: weak (blue), "
+                  "Bayes-aligned (green), excessive (red) by the paper criterion; solid/dashed "
+                  "lines: paper/scale-free boundaries.")  # fmt: skip
     for _, row in _select(peaks, key).iterrows():
         doc.para(row["finding"] + "." if row["finding"] else
                  f"Peak alignment not computed: {row['reason']}.")  # fmt: skip
@@ -264,8 +284,31 @@ def _noise_section(doc, tables, figdir: Path, problems) -> dict[str, Path]:
     return figures
 
 
+def _step_size_section(doc, tables) -> None:
+    by_eps = tables["boundaries_by_eps"]
+    if by_eps.empty:
+        return
+    doc.heading("Do the boundaries move with the step size?")
+    doc.para(
+        "The regimes above are fitted at the headline step size (the paper's eps = 2.64 on "
+        "CIFAR-10, scaled by sqrt(d / 3072); marked *). Refitted with the sensitivities at each "
+        "other measured step size: 'moves' is yes when an estimate there falls outside the "
+        "headline's 95% interval (or is not located), no when all lie inside."
+    )
+    for _, rows in by_eps.groupby("dataset", sort=True):
+        doc.table(eps_table(rows))
+
+
 def _correlation_section(doc, tables) -> None:
-    corr = tables["correlation"]
+    corr, rho2 = tables["correlation"], tables["rho2_correlation"]
+    if len(rho2) and np.isfinite(rho2["spearman_rho"].to_numpy(dtype=float)).any():
+        doc.heading("Off-manifold share of the gradient (rho2) vs alignment")
+        doc.para(
+            "The paper's central claim in one number: trials whose gradients lie more on the "
+            "data manifold (smaller rho2) should have more perceptually aligned gradients, a "
+            "negative Spearman correlation."
+        )
+        doc.bullets([findings.correlation_sentence(r) for _, r in rho2.iterrows()])
     if corr.empty:
         return
     doc.heading("Relative off-manifold robustness vs alignment")
@@ -308,6 +351,8 @@ def _could_not_compute(doc, res: Results, tables, problems) -> None:
 def _per_strength(rows: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Per strength: trial counts by status, means over completed trials, majority regimes."""
     cols = ["test_accuracy", "on_manifold_sensitivity", "off_manifold_sensitivity", "alignment"]
+    if "rho2" in rows and np.isfinite(rows["rho2"].to_numpy(dtype=float)).any():
+        cols.append("rho2")
     r = rows.copy()
     r["strength"] = np.where(r["method"] == "none", 0.0, r["strength"])
     done = r[r["status"] == "completed"]

@@ -32,7 +32,7 @@ METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
 # unpromising; error: failed for good (infrastructure or a bug; the `error` column says why).
 # Tables written before "stopped" existed mark such trials "error" with `early_stopped` True.
 STATUSES = ("completed", "diverged", "stopped", "error")
-# What `strength` means for each objective (METHOD.md "Robust training objectives").
+# What `strength` means for each objective (docs/method.md, "Robust training objectives").
 STRENGTH_SYMBOL = {
     "none": "strength",
     "gradnorm": "lambda",
@@ -51,6 +51,9 @@ class Column:
     unit: str
     meaning: str
     higher_is_better: bool | None = None
+    # Added after tables were first written: a table without it still loads, the column
+    # filled with NaN / "" (an older run did not measure it).
+    optional: bool = False
 
 
 TRIALS_COLUMNS: tuple[Column, ...] = (
@@ -85,7 +88,12 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "E||softmax(f(x + eps*u_off)) - softmax(f(x))||_1 at eps = reference_eps",
         False,
     ),
-    Column("reference_eps", "float64", "L2 norm (input units)", "step size of the two above"),
+    Column(
+        "reference_eps",
+        "float64",
+        "L2 norm (input units)",
+        "step size of the two above: the paper's 2.64 * sqrt(d / 3072) (Figure 3)",
+    ),
     Column(
         "relative_off_manifold_robustness",
         "float64",
@@ -122,8 +130,67 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "perceptual similarity of the input gradient and the score",
         True,
     ),
-    Column("alignment_metric", "str", "-", "metric behind `alignment`, e.g. stlpips-alex"),
-    Column("alignment_gradient", "str", "-", "gradient behind `alignment`, e.g. logit_sum"),
+    Column(
+        "alignment_metric",
+        "str",
+        "-",
+        "metric behind `alignment`, e.g. stlpips-alex; '@x3' = maps upsampled 3x to reach 32 px",
+    ),
+    Column(
+        "alignment_gradient",
+        "str",
+        "-",
+        "gradient behind `alignment` and rho1/rho2 (the dataset's headline): logit_sum or "
+        "pred_logit",
+    ),
+    Column(
+        "alignment_reference",
+        "str",
+        "-",
+        "score map behind `alignment`: score_uncond (unconditional), score (class-conditional "
+        "at the predicted class) or score_label (at the true label)",
+        optional=True,
+    ),
+    Column(
+        "alignment_score",
+        "str",
+        "-",
+        "score estimate and its noise level, e.g. dsm-mlp@0.25 (pixels in [0, 1])",
+        optional=True,
+    ),
+    Column(
+        "rho1",
+        "float64",
+        "ratio >= 0",
+        "Definition 1: E(f(x + P_perp u) - f(x))^2 / E(f(x + u) - f(x))^2, u ~ N(0, sigma^2 I), "
+        "f the output whose gradient is alignment_gradient, at sigma = rho1_sigma; mean over "
+        "points",
+        False,
+        optional=True,
+    ),
+    Column(
+        "rho1_sigma",
+        "float64",
+        "per-pixel noise std (input units)",
+        "noise level of `rho1` (the smallest measured)",
+        optional=True,
+    ),
+    Column(
+        "rho2",
+        "float64",
+        "fraction [0, 1]",
+        "off-manifold share of the gradient, ||P_perp grad f||^2 / ||grad f||^2 (the limit of "
+        "rho1 as sigma -> 0, Theorem 1); mean over points",
+        False,
+        optional=True,
+    ),
+    Column(
+        "rho2_isotropic",
+        "float64",
+        "fraction [0, 1]",
+        "(d - k) / d: rho2 of a gradient with no preferred direction (k = tangent dimension)",
+        optional=True,
+    ),
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
     Column("config_json", "str", "-", "the full trial config as JSON"),
     Column("pags_version", "str", "-", "pags package version"),
@@ -139,14 +206,32 @@ MEASURES_COLUMNS: tuple[Column, ...] = (
         "eps",
         "float64",
         "L2 step size or noise std (input units)",
-        "step size (on/off sensitivity) or noise level (signal/distractor); NaN if n/a",
+        "step size (on/off sensitivity), per-pixel noise std (signal/distractor, rho1); NaN if n/a",
     ),
     Column("value", "float64", "see MEASURES", "mean over evaluation points and noise draws"),
     Column("std", "float64", "as value", "standard deviation over evaluation points"),
     Column("n", "int64", "count", "number of evaluation points"),
-    Column("gradient", "str", "-", "gradient used ('' if n/a): logit_sum, pred_logit, log_prob"),
-    Column("reference", "str", "-", "reference map ('' if n/a): score, noise, input, bayes"),
-    Column("metric", "str", "-", "similarity metric ('' if n/a): stlpips-alex, lpips-alex, cosine"),
+    Column(
+        "gradient",
+        "str",
+        "-",
+        "gradient used ('' if n/a): logit_sum, pred_logit, log_prob, null_noise, null_input; "
+        "for rho1/rho2 the scalar output whose gradient it is",
+    ),
+    Column(
+        "reference",
+        "str",
+        "-",
+        "reference map ('' if n/a): score (class-conditional at the prediction), score_label "
+        "(at the true label), score_uncond, exact_score (synthetic set)",
+    ),
+    Column(
+        "metric",
+        "str",
+        "-",
+        "similarity metric ('' if n/a): stlpips-alex, lpips-alex (with @xN when upsampled N "
+        "times), cosine",
+    ),
 )
 
 # The measure names that may appear in measures.measure: (unit, meaning, higher_is_better).
@@ -161,6 +246,14 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
     "energy_signal": ("fraction", "share of squared gradient norm on the signal span", True),
     "energy_distractor": ("fraction", "share of squared gradient norm on distractor span", False),
     "energy_off": ("fraction", "share of squared gradient norm off the manifold", False),
+    "gradient_signal_share": (
+        "fraction",
+        "share of squared gradient norm in the signal mask",
+        True,
+    ),
+    "bayes_cosine": ("cosine [-1, 1]", "cosine with the Bayes classifier's gradient", True),
+    "rho1": ("ratio >= 0", "Definition 1 at noise std eps (see trials.rho1)", False),
+    "rho2": ("fraction [0, 1]", "off-manifold share of the gradient (see trials.rho2)", False),
 }
 
 TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}
@@ -184,11 +277,13 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     through unchanged, after the documented ones.
     """
     columns = _columns(table)
-    missing = [c.name for c in columns if c.name not in df.columns]
+    missing = [c.name for c in columns if c.name not in df.columns and not c.optional]
     if missing:
         raise ValueError(f"{table} table is missing columns: {', '.join(missing)}")
     out = df.copy()
     for col in columns:
+        if col.name not in out.columns:  # optional, absent from an older table
+            out[col.name] = "" if col.dtype == "str" else np.nan
         out[col.name] = _convert(out[col.name], col, table)
     if table == "trials":
         bad = sorted(set(out["status"]) - set(STATUSES))

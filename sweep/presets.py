@@ -7,7 +7,7 @@ dataset's recipe (trainables/recipes.py). Strengths are in this project's units
 smoothness penalty, sigma of noise augmentation, the per-example L2 radius of PGD.
 
 CPU presets (digits-quick, digits, synthetic) use the ranges where the throwaway prototype saw
-all three regimes on digits (PROTOTYPE-NOTES.md): lambda 0.01..100, sigma 0.05..1.2,
+all three regimes on digits (an early CPU prototype): lambda 0.01..100, sigma 0.05..1.2,
 epsilon 0.1..2. GPU presets (mnist-distractor, cifar10, imagenet64) use the reference code's
 grids (tml-tuebingen/pags, run_experiments.py), converted to our units:
 - gradient norm: lambda_ref on logspace(-5, 2, 30) -> `from_reference_lambda(., batch)`;
@@ -142,7 +142,7 @@ register(
 )
 
 
-# ---- GPU presets (the paper's settings, METHOD.md) ------------------------------------------
+# ---- GPU presets (the paper's settings, docs/method.md) -------------------------------------
 def paper_strengths(batch_size: int, pgd_ref: tuple[float, ...]) -> dict[str, tuple[float, ...]]:
     """The reference code's grids in our units (module docstring)."""
     root_b = math.sqrt(batch_size)

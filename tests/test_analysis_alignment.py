@@ -118,3 +118,23 @@ def test_percentile_interval_keeps_censoring_and_contains_the_estimate():
     low, high, _ = percentile_ci(np.linspace(0, 1, 100), 2.0)  # skewed: widened to contain
     assert high == 2.0
     assert np.isnan(percentile_ci(np.full(5, np.nan), 0.0)[0])
+
+
+def test_spearman_of_rho2_with_alignment(data):
+    """The rho2 correlation is scipy's Spearman over the usable trials, with an interval."""
+    from scipy import stats
+
+    trials, _, _ = data
+    corr = alignment_correlation(
+        trials, rng=np.random.default_rng(0), n_boot=N_BOOT, quantity="rho2"
+    )
+    r = corr.iloc[0]
+    assert r["quantity"] == "rho2" and r["scope"] == "all" and r["n"] == len(trials)
+    want = stats.spearmanr(trials["rho2"], trials["alignment"]).statistic
+    assert r["spearman_rho"] == pytest.approx(want)
+    assert r["ci_low"] <= r["spearman_rho"] <= r["ci_high"]
+    # tables from before rho2 was measured: a reason, no crash
+    old = alignment_correlation(
+        trials.drop(columns="rho2"), rng=np.random.default_rng(0), n_boot=10, quantity="rho2"
+    )
+    assert old["spearman_rho"].isna().all() and (old["reason"] != "").all()

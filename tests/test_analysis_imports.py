@@ -1,4 +1,4 @@
-"""analysis must import neither torch nor ray (DESIGN.md: it depends on nothing of ours and
+"""analysis must import neither torch nor ray (the package depends on nothing of ours and
 runs where the training stack is not installed)."""
 
 from __future__ import annotations

@@ -38,7 +38,13 @@ def test_axes_in_axes_out(fitted):
     assert len(ax.patches) >= 3  # weak, Bayes-aligned, excessive spans
     plt.close(fig)
     fig = regime_figure(rows, bounds, "gradnorm")
-    assert len(fig.axes) == 3  # top, bottom, and bottom's twin for alignment
+    assert len(fig.axes) == 4  # sensitivities, rho, bottom, and bottom's twin for alignment
+    rho_ax = fig.axes[1]
+    iso = [ln for ln in rho_ax.get_lines() if ln.get_label().startswith("isotropic")]
+    assert len(iso) == 1 and iso[0].get_ydata()[0] == 0.96  # the isotropic reference line
+    plt.close(fig)
+    fig = regime_figure(rows.drop(columns=["rho1", "rho2"]), bounds, "gradnorm")
+    assert len(fig.axes) == 3  # tables from before rho: no rho panel
     plt.close(fig)
 
 

@@ -72,6 +72,14 @@ def test_markdown_states_findings_in_plain_words(report):
     assert "scale-free criterion" in text
     assert "Nothing: every value above was computed." in text
     assert "figures/regimes_digits_cnn_gradnorm.png" in text
+    # rho2 vs alignment, and the boundaries at the other step sizes (fakes: eps 1, 2*, 4)
+    assert re.search(
+        r"Spearman correlation of rho2 \(the gradient's off-manifold share\) with "
+        r"alignment on digits/cnn \(all methods, \d+ trials\): rho = \S+ \[",
+        text,
+    )
+    assert "Do the boundaries move with the step size?" in text
+    assert "eps=2*" in text and "moves" in text
     # randsmooth has no maps: its gallery is skipped with a note.
     assert "gallery skipped for randsmooth" in text.lower()
 

@@ -2,7 +2,7 @@
 the sweep completes.
 
 A real two-node Ray cluster on this machine, loopback only, with token authentication
-(DESIGN.md, "Environment facts"), in its own temp dir. The head's health checks are tightened so
+(Ray 2.59+ requires it locally), in its own temp dir. The head's health checks are tightened so
 that the lost node is declared dead in seconds rather than the default half a minute. The worker
 node's processes are the ones that appeared when it started (plus their children); the test
 SIGKILLs exactly those, as a crashed machine would vanish, and stops the head afterwards.

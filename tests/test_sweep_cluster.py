@@ -1,7 +1,7 @@
 """A real two-node Ray cluster on this machine (loopback only), joined with `pags sweep --address`.
 
 The head and the worker are separate `ray start` processes with token authentication
-(`RAY_AUTH_MODE=token`, token in ~/.ray/auth_token, DESIGN.md "Environment facts"), with their
+(`RAY_AUTH_MODE=token`, token in ~/.ray/auth_token, as Ray 2.59+ requires), with their
 own temp dir so that nothing else on the machine joins them. The test stops exactly the
 processes it started (found by that temp dir, killed by pid), never with `ray stop`, which
 would stop every Ray on the machine.

@@ -132,9 +132,9 @@ def test_optuna_peak_search_with_the_real_measurer(tmp_path):
     searched = res.trials[res.trials["method"] == "gradnorm"]
     lo, hi = 0.01, 100.0  # the preset's gradnorm range
     assert ((searched["strength"] >= lo) & (searched["strength"] <= hi)).all()
-    measured = ["alignment", "on_manifold_sensitivity", "off_manifold_sensitivity"]
+    measured = ["alignment", "on_manifold_sensitivity", "off_manifold_sensitivity", "rho1", "rho2"]
     assert np.isfinite(res.trials[measured].to_numpy(dtype=float)).all()
-    assert (res.measures["measure"] == "alignment").any()
+    assert {"alignment", "rho1", "rho2"} <= set(res.measures["measure"])
     for cid in res.trials["config_id"]:
         assert (exp / "maps" / f"{cid}.npz").is_file()
 

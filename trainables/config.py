@@ -30,7 +30,7 @@ def _where(**meta: Any) -> Any:
 class TrialConfig:
     """One trial: one dataset, model, objective, strength and seed.
 
-    `strength` is the one knob of every objective (METHOD.md): lambda for `gradnorm` (clean
+    `strength` is the one knob of every objective (docs/method.md): lambda for `gradnorm` (clean
     per-example form, see trainables/objectives.py for the conversion to the reference code's
     scale) and `smoothness`, the noise sigma for `randsmooth`, the L2 radius epsilon for `pgd_l2`.
     Pixel values are in [0, 1], so sigma and epsilon are in those units.

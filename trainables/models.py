@@ -2,7 +2,8 @@
 
 The activation is an option with a smooth default (softplus): gradient-norm training through
 ReLU did not reproduce the paper's effects in a prototype (ReLU nets have zero input Hessian
-almost everywhere, see ../shared/PROTOTYPE-NOTES.md), and our measurements differentiate the
+almost everywhere, so the penalty only shrinks the local gradient), and our measurements
+differentiate the
 model w.r.t. its input.
 """
 

@@ -1,4 +1,4 @@
-"""Robust training objectives (METHOD.md, paper appendix B.1), one interface, one knob.
+"""Robust training objectives (docs/method.md, paper appendix B.1), one interface, one knob.
 
 Every objective is `loss(model, x, y, strength, cfg, gen) -> scalar tensor` with x `(B,C,H,W)`,
 y `(B,)`, and `gen` the trial's torch.Generator (on x's device) for all noise, so a seed fixes

@@ -1,9 +1,9 @@
 """Per-dataset training recipes: the defaults a trial config starts from.
 
-The paper's recipes (METHOD.md) use SGD with momentum and step decay; they are kept for
+The paper's recipes (appendix B.2) use SGD with momentum and step decay; they are kept for
 mnist-distractor, cifar10 and imagenet64 (GPU clusters). The small CPU sets use Adam with a
-one-cycle schedule, which trained the small softplus CNN best in the prototype
-(PROTOTYPE-NOTES.md): SGD at these sizes needed many more epochs.
+one-cycle schedule, which trained the small softplus CNN best in an early CPU prototype: SGD
+at these sizes needed many more epochs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Ray Tune trainable: `run_trial` plus Tune's checkpoints and per-epoch reports.
 
-The only trial-side module that imports `ray.tune` (DESIGN.md, "Trainable shape"): restore from
-`tune.get_checkpoint()` first, then run the plain loop, which ends every epoch with
+The only trial-side module that imports `ray.tune`, shaped as the Ray Tune docs show: restore
+from `tune.get_checkpoint()` first, then run the plain loop, which ends every epoch with
 `tune.report(metrics, checkpoint=...)`. A checkpoint directory holds
 
     state.pt      everything `run_trial` needs to resume exactly (model, optimizer, RNGs, history)

@@ -4,7 +4,7 @@ scikit-learn's 1,797 real 8x8 handwritten digits, upsampled (bilinear) to S x S,
 fixed letter-"A" glyph in the other half: images `(1, 2S, S)` in [0, 1]. The digit's half (top
 or bottom) is drawn per image from the seed; the signal mask marks it, the distractor mask is
 its complement. S = 14 by default: the prototype saw the paper's effects at 28x14 images at a
-quarter of the cost of 56x28 (PROTOTYPE-NOTES.md).
+quarter of the cost of 56x28.
 
 The 80/20 train/test split is fixed (permutation seed 0), the same for every trial seed, so test
 accuracy is comparable across seeds.

@@ -1,6 +1,6 @@
 """A synthetic data set with a known linear manifold: the oracle for every measurement.
 
-    x = c + A s + B t          (METHOD.md, "Known ground truth")
+    x = c + A s + B t          (docs/method.md, "Ground truth")
 
 A (d x k_s) and B (d x k_t) have orthonormal columns; A lives on the top half of the image
 (the *signal* half), B on the bottom half (the *distractor* half), so the two are orthogonal and

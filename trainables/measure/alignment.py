@@ -1,4 +1,5 @@
-"""Perceptual alignment of gradient maps with scores, and its references (METHOD.md, 4.2).
+"""Perceptual alignment of gradient maps with scores, and its references (docs/method.md,
+"Perceptual alignment"; paper section 4.2).
 
 alignment(g, s) = 1 - LPIPS(scale(g), scale(s)) per image, with both maps scaled by their max
 |value| into [-1, 1] (LPIPS's input range). Metrics, named in every result row:
@@ -6,10 +7,13 @@ alignment(g, s) = 1 - LPIPS(scale(g), scale(s)) per image, with both maps scaled
   torch hub cache (`lpips_trunk_path()`), which this machine cannot download -- we never try.
 - "stlpips-alex": stlpips-pytorch's shift-tolerant AlexNet; its wheel ships the complete weights
   (trunk and linear heads) and builds the trunk without torchvision, so it works offline.
-LPIPS needs 3 channels and enough pixels for AlexNet's strides: grey maps are replicated to
-3 channels and maps are bilinearly upsampled by an integer factor so the short side is >= 64.
-Report alignment beside null references (`null_maps`: Gaussian noise, the centered input) and,
-on the synthetic set, beside `subspace_energy` and `bayes_cosine` (PROTOTYPE-NOTES).
+LPIPS needs 3 channels and about 31 px per side for AlexNet's strides: grey maps are replicated
+to 3 channels; maps with both sides >= MIN_SIDE (32) go in at their native size, as the
+reference does with 32x32 CIFAR-10 maps; smaller ones are bilinearly upsampled by the smallest
+integer factor that brings both sides to MIN_SIDE, and the metric's name says so
+(`metric_name`: "stlpips-alex@x3" for 28x14 maps). Report alignment beside null references
+(`null_maps`: Gaussian noise, the centered input) and, on the synthetic set, beside
+`subspace_energy` and `bayes_cosine` (a metric can reward trivial maps; see docs/method.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_SIDE = 64
+MIN_SIDE = 32  # AlexNet's strides need about 31 px; the reference feeds 32x32 maps as they are
 
 
 def scale_maxabs(m: torch.Tensor) -> torch.Tensor:
@@ -34,13 +38,25 @@ def scale_maxabs(m: torch.Tensor) -> torch.Tensor:
     return m / peak.view(-1, *[1] * (m.ndim - 1))
 
 
+def upsample_factor(height: int, width: int) -> int:
+    """The smallest integer factor bringing both sides to >= MIN_SIDE; 1 = native size."""
+    return max(1, math.ceil(MIN_SIDE / min(height, width)))
+
+
+def metric_name(base: str, height: int, width: int) -> str:
+    """The name an alignment value is recorded under, e.g. "stlpips-alex" for 32x32 maps and
+    "stlpips-alex@x3" for 28x14 maps (compared at 84x42)."""
+    factor = upsample_factor(height, width)
+    return base if factor == 1 else f"{base}@x{factor}"
+
+
 def to_lpips_input(m: torch.Tensor) -> torch.Tensor:
-    """Maps `(B, C, H, W)` (C = 1 or 3) -> `(B, 3, H', W')` with min(H', W') >= MIN_SIDE."""
+    """Maps `(B, C, H, W)` (C = 1 or 3) -> `(B, 3, f H, f W)`, f = `upsample_factor(H, W)`."""
     if m.shape[1] == 1:
         m = m.expand(-1, 3, -1, -1)
     elif m.shape[1] != 3:
         raise ValueError(f"LPIPS needs 1 or 3 channels, got {m.shape[1]}")
-    factor = math.ceil(MIN_SIDE / min(m.shape[-2:]))
+    factor = upsample_factor(*m.shape[-2:])
     if factor > 1:
         m = F.interpolate(m, scale_factor=factor, mode="bilinear", align_corners=False)
     return m

@@ -27,7 +27,8 @@ from torch import nn
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
-from trainables.measure.score import DEFAULT_SCORE_SIGMA, load_denoiser, train_denoiser
+from trainables.measure.protocol import headline_for
+from trainables.measure.score import load_denoiser, train_denoiser
 from trainables.measure.tangent import tangent_bases
 
 FORMAT = "pags-artifacts/1"
@@ -56,7 +57,7 @@ class ArtifactConfig:
             dataset=cfg.dataset,
             latent_dim=cfg.latent_dim or default_latent_dim(cfg.dataset),
             eval_points=cfg.eval_points,
-            score_sigma=cfg.score_sigma or DEFAULT_SCORE_SIGMA,
+            score_sigma=cfg.score_sigma or headline_for(cfg.dataset).score_sigma,
             ae_epochs=AE_EPOCHS.get(cfg.dataset, 100),
             denoiser_epochs=DENOISER_EPOCHS.get(cfg.dataset, 100),
         )

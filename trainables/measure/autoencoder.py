@@ -1,5 +1,5 @@
-"""The autoencoder whose decoder spans the data manifold's tangent spaces (METHOD.md, measuring
-step 1; paper appendix B.6). Trained with pythae, as in the paper's reference code.
+"""The autoencoder whose decoder spans the data manifold's tangent spaces (docs/method.md,
+"Tangent spaces"; paper appendix B.6). Trained with pythae, as in the paper's reference code.
 
 Saved artifacts are plain: `autoencoder.pt` (encoder and decoder state dicts) beside
 `autoencoder.json` (everything needed to rebuild the nets). Loading needs neither pythae nor

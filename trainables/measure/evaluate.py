@@ -1,22 +1,24 @@
-"""Everything a trial measures on one model, from the shared artifacts (METHOD.md sections on
-sensitivity and alignment; paper sections 4.1-4.3).
+"""Everything a trial measures on one model, from the shared artifacts (docs/method.md; paper
+sections 3 and 4.1-4.3).
 
 `build_measurer` returns `measure(model, epoch) -> (summary, rows)`: the summary holds the
-headline numbers (at the reference step size, with the headline gradient/score pair) and a few
-gradient/score maps for figures; the rows are the long-format `measures.parquet` records
-(analysis/schema.py), one per measure, step size and gradient/reference/metric.
+headline numbers (at the headline step size `protocol.headline_eps`, with the dataset's
+headline gradient/score pair `protocol.headline_for`) and a few gradient/score maps for figures;
+the rows are the long-format `measures.parquet` records (analysis/schema.py), one per measure,
+step size or noise level, and gradient/reference/metric.
 
-Headline alignment: gradient of the predicted class's logit vs the class-conditional score at
-the predicted class (METHOD.md: compare class-conditional with class-conditional). Also
-recorded: the sum-of-logits gradient vs the unconditional score, the gradient of log p(y|x) vs
-the class-conditional score, and null maps (Gaussian noise, the centred input) vs the same
-score, so a reader can tell a meaningful value from a trivial one.
+Alignment pairs recorded for every dataset, whichever is the headline: the sum-of-logits
+gradient vs the unconditional score, the predicted class's logit vs the class-conditional score
+at the predicted class ("score") and at the true label ("score_label"), the gradient of
+log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs the headline
+reference, so a reader can tell a meaningful value from a trivial one.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import numpy as np
 import torch
@@ -32,18 +34,34 @@ from trainables.measure.alignment import (
     null_maps,
     subspace_energy,
 )
+from trainables.measure.alignment import metric_name as alignment_metric_name
 from trainables.measure.artifacts import Artifacts, prepare_artifacts
 from trainables.measure.gradients import input_gradients_many
+from trainables.measure.protocol import headline_eps, headline_for
+from trainables.measure.rho import RHO1_DRAWS, RHO1_LEVELS, isotropic_rho2, rho1, rho2
 from trainables.measure.score import DenoiserScore
 from trainables.measure.sensitivity import default_eps, manifold_sensitivity, mask_sensitivity
 
 # Noise levels s (per-pixel std, pixels in [0, 1]) for signal vs distractor noise: every third
-# of METHOD.md's logspace(-2, 1, 30), which keeps the curve's shape at a tenth of the cost.
+# of the reference's logspace(-2, 1, 30), which keeps the curve's shape at a tenth of the cost.
 NOISE_LEVELS = [float(s) for s in np.logspace(-2, 1, 30)[::3]]
-REFERENCE_EPS_INDEX = 2  # the third reference step (4.83 on CIFAR-10)
 REFERENCE_NOISE_LEVEL = min(NOISE_LEVELS, key=lambda s: abs(math.log(s / 0.3)))
-HEADLINE_GRADIENT = "pred_logit"
 N_MAPS = 8  # gradient/score maps kept per trial for the gallery
+
+
+def step_sizes(cfg_eps: tuple[float, ...], d: int) -> tuple[list[float], float]:
+    """(all step sizes, the headline one): the user's steps or the four reference steps scaled
+    to d, always including the headline 2.64 * sqrt(d / 3072) (added when missing)."""
+    head = headline_eps(d)
+    eps = sorted(cfg_eps) if cfg_eps else default_eps(d)
+    match = [e for e in eps if math.isclose(e, head, rel_tol=1e-9)]
+    if match:
+        return eps, match[0]
+    return sorted([*eps, head]), head
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,16 +89,21 @@ def build_measurer(
     cache_dir: str | None = None,
 ):
     """A `measure(model, epoch)` closure; prepares (or loads cached) artifacts if none given."""
-    art = artifacts or prepare_artifacts(cfg, cache_dir or cfg.artifacts_dir or None, bundle)
+    # Progress goes to stderr: stdout may carry a result (`pags train --json`).
+    art = artifacts or prepare_artifacts(
+        cfg, cache_dir or cfg.artifacts_dir or None, bundle, log=_to_stderr
+    )
     x = art.x.to(device)
     mask = art.signal_mask.to(device) if art.signal_mask is not None else None
     q = art.tangent.to(device)
-    eps = list(cfg.eps) or default_eps(x[0].numel())
-    ref_eps = eps[min(REFERENCE_EPS_INDEX, len(eps) - 1)]
+    eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
+    head = headline_for(cfg.dataset)
     score = DenoiserScore(art.denoiser.to(device), art.config.score_sigma)
     metric = _metric(cfg.alignment_metric, str(device))
+    metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
     oracle = bundle.oracle
     score_uncond = score(x)
+    score_label = score(x, art.y.to(device)) if score.conditional else None
 
     def measure(model: nn.Module, epoch: int) -> tuple[dict, list[dict]]:
         gen = torch.Generator(device=device).manual_seed(cfg.seed + 1000 * epoch)
@@ -95,7 +118,7 @@ def build_measurer(
         i_ref = eps.index(ref_eps)
         summary["on_manifold_sensitivity"] = sens["on_mean"][i_ref]
         summary["off_manifold_sensitivity"] = sens["off_mean"][i_ref]
-        # off / on (METHOD.md): below 1 = relatively off-manifold robust
+        # off / on (docs/method.md): below 1 = relatively off-manifold robust
         summary["relative_off_manifold_robustness"] = (
             sens["off_mean"][i_ref] / sens["on_mean"][i_ref] if sens["on_mean"][i_ref] else math.nan
         )
@@ -116,48 +139,68 @@ def build_measurer(
         grads = input_gradients_many(model, x, ["logit_sum", "pred_logit", "log_prob"])
         with torch.no_grad():
             pred = model.eval()(x).argmax(1)
-        score_cond = score(x, pred)
+        score_cond = score(x, pred) if score.conditional else score_uncond
         nulls = null_maps(x, gen)
         maps = {**grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
                 "score": score_cond, "score_uncond": score_uncond}  # fmt: skip
         pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score"),
-                 ("null_noise", "score"), ("null_input", "score")]  # fmt: skip
+                 ("null_noise", head.reference), ("null_input", head.reference)]  # fmt: skip
+        if score_label is not None:
+            maps["score_label"] = score_label
+            pairs.append(("pred_logit", "score_label"))
         if oracle is not None:  # synthetic set: the exact class-conditional score
             maps["exact_score"] = oracle.score(x.cpu(), art.config.score_sigma, pred.cpu()).to(x)
             pairs.append(("pred_logit", "exact_score"))
+        headline_pair = (head.gradient, head.reference)
+        if headline_pair not in pairs:
+            raise ValueError(f"{cfg.dataset}: headline pair {headline_pair} is not measured")
         with torch.no_grad():
             aligned = alignments(maps, pairs, metric)
             for g_name, ref in pairs:
                 a = aligned[(g_name, ref)]
                 rows.append(_row("alignment", a.cpu(), epoch, gradient=g_name, reference=ref,
-                                 metric=metric.name))  # fmt: skip
+                                 metric=metric_name))  # fmt: skip
                 rows.append(_row("alignment", cosine(maps[g_name], maps[ref]).cpu(), epoch,
                                  gradient=g_name, reference=ref, metric="cosine"))  # fmt: skip
-                if (g_name, ref) == (HEADLINE_GRADIENT, "score"):
-                    summary["alignment"] = float(a.mean())
-        summary["alignment_metric"] = metric.name
-        summary["alignment_gradient"] = HEADLINE_GRADIENT
+            summary["alignment"] = float(aligned[headline_pair].mean())
+        summary["alignment_metric"] = metric_name
+        summary["alignment_gradient"] = head.gradient
+        summary["alignment_reference"] = head.reference
         summary["alignment_score"] = score.name
 
+        # Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses.
+        g = grads[head.gradient]
+        r2_row = _row("rho2", rho2(g, q).cpu(), epoch, gradient=head.gradient)
+        r1 = rho1(model, x, q, RHO1_LEVELS, RHO1_DRAWS, gen, head.gradient)  # (S, B)
+        r1_rows = [
+            _row("rho1", v, epoch, eps=level, gradient=head.gradient)
+            for level, v in zip(RHO1_LEVELS, r1, strict=True)
+        ]
+        rows += [r2_row, *r1_rows]
+        summary["rho2"] = r2_row["value"]  # mean over points with a non-zero gradient
+        summary["rho1"] = r1_rows[0]["value"]  # at the smallest noise level: Theorem 1's limit
+        summary["rho1_sigma"] = RHO1_LEVELS[0]
+        summary["rho2_isotropic"] = isotropic_rho2(q.shape[1], q.shape[2])
+
         if mask is not None:  # share of the gradient's energy on the signal (digit) half
-            g2 = grads[HEADLINE_GRADIENT].pow(2)
+            g2 = g.pow(2)
             share = (g2 * mask).flatten(1).sum(1) / g2.flatten(1).sum(1).clamp_min(1e-30)
             rows.append(_row("gradient_signal_share", share.cpu(), epoch,
-                             gradient=HEADLINE_GRADIENT))  # fmt: skip
+                             gradient=head.gradient))  # fmt: skip
             summary["gradient_signal_share"] = float(share.mean())
         if oracle is not None:
-            g = grads[HEADLINE_GRADIENT].cpu()
-            energy = subspace_energy(g, oracle.signal_basis(), oracle.distractor_basis())
+            energy = subspace_energy(g.cpu(), oracle.signal_basis(), oracle.distractor_basis())
             for part, v in energy.items():
-                rows.append(_row(f"energy_{part}", v, epoch, gradient=HEADLINE_GRADIENT))
+                rows.append(_row(f"energy_{part}", v, epoch, gradient=head.gradient))
+            # the Bayes classifier's gradient of its predicted class's logit: compare like
             bayes = oracle.bayes_logit_grad(x.cpu(), pred.cpu())
-            rows.append(_row("bayes_cosine", bayes_cosine(g.double(), bayes), epoch,
-                             gradient=HEADLINE_GRADIENT))  # fmt: skip
+            b_cos = bayes_cosine(grads["pred_logit"].cpu().double(), bayes)
+            rows.append(_row("bayes_cosine", b_cos, epoch, gradient="pred_logit"))
 
         summary["maps"] = {
             "inputs": x[:N_MAPS].cpu().numpy(),
-            "score": score_cond[:N_MAPS].cpu().numpy(),
-            "gradient": grads[HEADLINE_GRADIENT][:N_MAPS].cpu().numpy(),
+            "score": maps[head.reference][:N_MAPS].cpu().numpy(),
+            "gradient": g[:N_MAPS].cpu().numpy(),
         }
         return summary, rows
 

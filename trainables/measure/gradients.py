@@ -1,4 +1,4 @@
-"""Input gradients of a classifier, pre-softmax (METHOD.md, "Measuring perceptual alignment").
+"""Input gradients of a classifier, pre-softmax (docs/method.md, "Gradients").
 
 Kinds, each a map `(B, C, H, W)` for inputs x `(B, C, H, W)`:
 - "logit_sum":  grad_x sum_k f_k(x)          (the paper's unconditional gradient)
@@ -23,8 +23,9 @@ from torch import nn
 KINDS = ("logit_sum", "pred_logit", "log_prob")
 
 
-def _objective(logits: torch.Tensor, kind: str, cls: torch.Tensor) -> torch.Tensor:
-    """Per-example scalar `(B,)` whose input gradient is the requested map."""
+def scalar_output(logits: torch.Tensor, kind: str, cls: torch.Tensor) -> torch.Tensor:
+    """Per-example scalar `(B,)` whose input gradient is the map `kind`; logits `(B, K)`, cls
+    `(B,)` the class for "pred_logit"/"log_prob" (ignored by "logit_sum")."""
     if kind == "logit_sum":
         return logits.sum(1)
     if kind == "pred_logit":
@@ -39,7 +40,7 @@ def input_gradients_many(
 ) -> dict[str, torch.Tensor]:
     """{kind: gradient `(B, C, H, W)`} from one forward pass and one backward per kind."""
     for kind in kinds:
-        _objective(torch.zeros(1, 1), kind, torch.zeros(1, dtype=torch.long))  # fail before work
+        scalar_output(torch.zeros(1, 1), kind, torch.zeros(1, dtype=torch.long))  # fail before work
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -49,7 +50,7 @@ def input_gradients_many(
             cls = logits.argmax(1).detach() if y is None else y.to(logits.device).long()
             out = {}
             for i, kind in enumerate(kinds):
-                obj = _objective(logits, kind, cls).sum()
+                obj = scalar_output(logits, kind, cls).sum()
                 keep = i < len(kinds) - 1
                 out[kind] = torch.autograd.grad(obj, x_in, retain_graph=keep)[0].detach()
     finally:

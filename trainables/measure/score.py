@@ -1,4 +1,4 @@
-"""Scores of the noise-smoothed data distribution, behind one interface (METHOD.md, section 4.2).
+"""Scores of the noise-smoothed data distribution, behind one interface (docs/method.md, "Score").
 
 Every estimate is a `ScoreFn`: an object with `.name` (recorded with every result row), a
 `.conditional` flag and `__call__(x, y=None)` mapping images `(B, C, H, W)` in [0, 1] to
@@ -14,7 +14,8 @@ Sources, by name:
 - "kde@0.25": the exact score of the sigma-smoothed *empirical* distribution (`kde_score`):
   correct for the training set, but it memorizes at small sigma.
 - "exact@0.25": the synthetic set's closed form (`ExactScore`).
-Denoisers see clean inputs as out of distribution (PROTOTYPE-NOTES): always report which score
+Denoisers see clean inputs as out of distribution (they are trained on noisy ones): always
+report which score
 an alignment used.
 """
 

@@ -1,5 +1,5 @@
-"""On/off-manifold and signal/distractor sensitivity (METHOD.md, measuring steps 3-5 and
-"Signal vs distractor"; paper section 4 and appendix B.6).
+"""On/off-manifold and signal/distractor sensitivity (docs/method.md, "Sensitivity"; paper
+section 4 and appendix B.6).
 
 Sensitivity of a classifier f at x to a perturbation delta is the L1 change of its softmax,
 `|| softmax(f(x + delta)) - softmax(f(x)) ||_1` (in [0, 2]). Both measures here average it
@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.measure.protocol import CIFAR_DIM
 from trainables.measure.tangent import split_on_off
 
-REFERENCE_EPS_CIFAR = [float(e) for e in np.logspace(-3, 2, 20)[12:16]]  # 1.44 ... 8.86
-CIFAR_DIM = 3 * 32 * 32
+# The reference's step sizes, logspace(-3, 2, 20)[12:16] = 1.44, 2.64, 4.83, 8.86 on CIFAR-10;
+# the second is the headline (protocol.PAPER_EPS_CIFAR, the paper's Figure 3).
+REFERENCE_EPS_CIFAR = [float(e) for e in np.logspace(-3, 2, 20)[12:16]]
 
 
 def default_eps(d: int) -> list[float]:
@@ -32,8 +34,8 @@ def default_eps(d: int) -> list[float]:
     The reference steps `logspace(-3, 2, 20)[12:16]` = 1.44, 2.64, 4.83, 8.86 are for CIFAR-10
     (d = 3072). We scale them by sqrt(d / 3072): a perturbation of fixed per-pixel size has an L2
     norm growing as sqrt(d), so this keeps the per-pixel noise level of the reference across
-    image sizes (e.g. d = 392, digits with distractor: 0.51, 0.94, 1.73, 3.17; the prototype saw
-    the same ordering for 0.5 to 4 there).
+    image sizes (e.g. d = 392, digits with distractor: 0.51, 0.94, 1.73, 3.17; the headline
+    is the second, `protocol.headline_eps(d)`).
     """
     scale = math.sqrt(d / CIFAR_DIM)
     return [e * scale for e in REFERENCE_EPS_CIFAR]
@@ -118,7 +120,7 @@ def manifold_sensitivity(
     batch_size: int = 512,
     noise: torch.Tensor | None = None,
 ) -> dict:
-    """On- and off-manifold sensitivity at step sizes eps (METHOD.md, measuring steps 3-5).
+    """On- and off-manifold sensitivity at step sizes eps (docs/method.md, "Sensitivity").
 
     x: `(B, C, H, W)`; q: `(B, d, k)` orthonormal tangent bases (tangent.tangent_bases).
     For each point, draw u ~ N(0, I_d) n_draws times; u_on = QQ^T u, u_off = u - u_on, each
@@ -164,7 +166,7 @@ def mask_sensitivity(
     noise: torch.Tensor | None = None,
 ) -> dict:
     """Sensitivity to N(0, s^2) pixel noise inside the signal mask vs inside the distractor mask
-    (its complement), for noise levels s (METHOD.md "Signal vs distractor"; paper section 4.3).
+    (its complement), for noise levels s (docs/method.md "Signal vs distractor"; paper 4.3).
 
     x: `(B, C, H, W)`; signal_mask: bool `(B, 1 or C, H, W)`, True on the label-carrying part.
     One standard normal draw z `(C, H, W)` per point and draw gives both perturbations,

@@ -1,6 +1,6 @@
-"""Tangent spaces of the data manifold from an autoencoder's decoder (METHOD.md, measuring
-step 2; paper appendix B.6): the tangent space at x is the column span of the decoder Jacobian
-`J = d dec(z) / dz` (d x k) at `z = enc(x)`, with an orthonormal basis Q from a QR of J.
+"""Tangent spaces of the data manifold from an autoencoder's decoder (docs/method.md,
+"Tangent spaces"; paper appendix B.6): the tangent space at x is the column span of the decoder
+Jacobian `J = d dec(z) / dz` (d x k) at `z = enc(x)`, with an orthonormal basis Q from a QR of J.
 
 The reference code builds J with one backward pass per output pixel (d passes per image) and
 orthonormalizes with an SVD per image. Here J comes from forward-mode AD, k JVPs batched by
