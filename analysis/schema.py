@@ -191,6 +191,54 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "(d - k) / d: rho2 of a gradient with no preferred direction (k = tangent dimension)",
         optional=True,
     ),
+    Column(
+        "rho2_exact",
+        "float64",
+        "fraction [0, 1]",
+        "rho2 with the exact tangent spaces (synthetic sets only, NaN elsewhere): what `rho2`, "
+        "measured with the autoencoder's, should read",
+        False,
+        optional=True,
+    ),
+    Column(
+        "ae_val_reconstruction_error",
+        "float64",
+        "sum of squared pixel errors per image",
+        "artifact quality: the autoencoder's best validation reconstruction error",
+        False,
+        optional=True,
+    ),
+    Column("ae_epochs_run", "float64", "epochs", "artifact quality: autoencoder epochs until "
+           "its validation loss stopped improving (or the cap)", optional=True),  # fmt: skip
+    Column(
+        "tangent_seed_angle_deg",
+        "float64",
+        "degrees",
+        "artifact quality: mean largest principal angle between the tangent spaces of two "
+        "autoencoders trained with different seeds, at the evaluation points (report warns "
+        "above 20)",
+        False,
+        optional=True,
+    ),
+    Column(
+        "denoiser_val_loss",
+        "float64",
+        "EDM-weighted squared error per pixel",
+        "artifact quality: the denoiser's best validation denoising loss",
+        False,
+        optional=True,
+    ),
+    Column(
+        "denoiser_baseline_val_loss",
+        "float64",
+        "as denoiser_val_loss",
+        "artifact quality: the same loss of the denoiser's Gaussian (Wiener) baseline alone",
+        optional=True,
+    ),
+    Column("denoiser_epochs_run", "float64", "epochs", "artifact quality: denoiser epochs "
+           "until its validation loss stopped improving (or the cap)", optional=True),  # fmt: skip
+    Column("build_time_s", "float64", "seconds", "artifact quality: wall time of building the "
+           "shared artifacts (once per dataset, cached)", optional=True),  # fmt: skip
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
     Column("config_json", "str", "-", "the full trial config as JSON"),
     Column("pags_version", "str", "-", "pags package version"),
@@ -254,6 +302,7 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
     "bayes_cosine": ("cosine [-1, 1]", "cosine with the Bayes classifier's gradient", True),
     "rho1": ("ratio >= 0", "Definition 1 at noise std eps (see trials.rho1)", False),
     "rho2": ("fraction [0, 1]", "off-manifold share of the gradient (see trials.rho2)", False),
+    "rho2_exact": ("fraction [0, 1]", "rho2 with exact tangent spaces (synthetic sets)", False),
 }
 
 TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}

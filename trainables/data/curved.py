@@ -123,6 +123,10 @@ class CurvedManifoldOracle:
         """Tangent space of the signal manifold at each x, `(B, d, 2)` (Theorem 2's subspace)."""
         return self.tangent_at(x)[:, :, :K_HALF]
 
+    def distractor_tangent_at(self, x: torch.Tensor) -> torch.Tensor:
+        """Tangent space of the distractor manifold at each x, `(B, d, 2)`."""
+        return self.tangent_at(x)[:, :, K_HALF:]
+
     def bayes_logits(self, x: torch.Tensor) -> torch.Tensor:
         """log p(y | x) `(B, K)` under the generating distribution."""
         top, _ = self._halves(x)

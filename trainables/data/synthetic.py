@@ -55,6 +55,16 @@ class LinearManifoldOracle:
     def distractor_basis(self) -> torch.Tensor:
         return self.B
 
+    # Per-point bases `(B, d, k)`, the interface the curved set shares (it has no global one).
+    def tangent_at(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tangent_basis().expand(len(x), -1, -1)
+
+    def signal_tangent_at(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A.expand(len(x), -1, -1)
+
+    def distractor_tangent_at(self, x: torch.Tensor) -> torch.Tensor:
+        return self.B.expand(len(x), -1, -1)
+
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1).to(torch.float64) - self.offset
 

@@ -227,16 +227,19 @@ def subspace_energy(
 ) -> dict[str, torch.Tensor]:
     """Fractions of ||g||^2 in span[A], span[B] and off both, each `(B,)`, summing to 1.
 
-    g is `(B, d)` or `(B, C, H, W)`; A `(d, k_a)`, B_basis `(d, k_b)`. The columns are
-    orthonormalized here; the split is exact when span[A] is orthogonal to span[B] (the synthetic
-    set: signal and distractor halves), and "off" is the rest. All-zero maps give NaN.
+    g is `(B, d)` or `(B, C, H, W)`; A `(d, k_a)` or per point `(B, d, k_a)`, B_basis likewise.
+    The columns are orthonormalized here; the split is exact when span[A] is orthogonal to
+    span[B] (the synthetic sets: signal and distractor halves), and "off" is the rest.
+    All-zero maps give NaN.
     """
     gf = g.reshape(g.shape[0], -1).double()
-    qa = torch.linalg.qr(A.to(gf.device, torch.float64))[0]
-    qb = torch.linalg.qr(B_basis.to(gf.device, torch.float64))[0]
-    total = gf.pow(2).sum(1)
-    sig = (gf @ qa).pow(2).sum(1) / total
-    dis = (gf @ qb).pow(2).sum(1) / total
+
+    def share(basis: torch.Tensor) -> torch.Tensor:
+        q = torch.linalg.qr(basis.to(gf.device, torch.float64))[0]
+        q = q.expand(len(gf), -1, -1) if q.dim() == 2 else q
+        return torch.einsum("bd,bdk->bk", gf, q).pow(2).sum(1) / gf.pow(2).sum(1)
+
+    sig, dis = share(A), share(B_basis)
     return {"signal": sig, "distractor": dis, "off": 1 - sig - dis}
 
 

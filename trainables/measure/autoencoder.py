@@ -29,13 +29,14 @@ WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"
 
 # Latent dimension k per dataset. cifar10: the paper's k = 128; imagenet64: the same budget;
 # the distractor sets: 16 (the prototype found 8-16 safe there, 32 counted off-manifold
-# directions as tangent); synthetic-manifold: its exact tangent dimension, 4 + 4.
+# directions as tangent); the synthetic sets: their exact tangent dimensions, 4 + 4 and 2 + 2.
 LATENT_DIMS: dict[str, int] = {
     "cifar10": 128,
     "imagenet64": 128,
     "digits-distractor": 16,
     "mnist-distractor": 16,
     "synthetic-manifold": 8,
+    "synthetic-curved": 4,
 }
 
 MLP_MAX_DIM = 256  # images with at most this many values get an MLP (conv nets need room)

@@ -108,7 +108,7 @@ def build_measurer(
     def measure(model: nn.Module, epoch: int) -> tuple[dict, list[dict]]:
         gen = torch.Generator(device=device).manual_seed(cfg.seed + 1000 * epoch)
         rows: list[dict] = []
-        summary: dict = {"reference_eps": ref_eps}
+        summary: dict = {"reference_eps": ref_eps, **art.quality}
 
         sens = manifold_sensitivity(model, x, q, eps, cfg.noise_draws, gen)
         for i, e in enumerate(sens["eps"]):
@@ -189,13 +189,20 @@ def build_measurer(
                              gradient=head.gradient))  # fmt: skip
             summary["gradient_signal_share"] = float(share.mean())
         if oracle is not None:
-            energy = subspace_energy(g.cpu(), oracle.signal_basis(), oracle.distractor_basis())
+            xc = x.cpu()
+            energy = subspace_energy(
+                g.cpu(), oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc)
+            )
             for part, v in energy.items():
                 rows.append(_row(f"energy_{part}", v, epoch, gradient=head.gradient))
             # the Bayes classifier's gradient of its predicted class's logit: compare like
             bayes = oracle.bayes_logit_grad(x.cpu(), pred.cpu())
             b_cos = bayes_cosine(grads["pred_logit"].cpu().double(), bayes)
             rows.append(_row("bayes_cosine", b_cos, epoch, gradient="pred_logit"))
+            # rho2 with the exact tangent spaces: what the estimate above should read
+            exact_r2 = rho2(g.cpu(), oracle.tangent_at(xc))
+            rows.append(_row("rho2_exact", exact_r2, epoch, gradient=head.gradient))
+            summary["rho2_exact"] = float(exact_r2[torch.isfinite(exact_r2)].mean())
 
         summary["maps"] = {
             "inputs": x[:N_MAPS].cpu().numpy(),

@@ -54,6 +54,7 @@ HEADLINES: dict[str, Headline] = {
     "mnist-distractor": Headline("pred_logit", "score", 0.25),
     "digits-distractor": Headline("pred_logit", "score", 0.25),
     "synthetic-manifold": Headline("pred_logit", "score", 0.25),
+    "synthetic-curved": Headline("pred_logit", "score", 0.25),
 }
 DEFAULT_HEADLINE = Headline("pred_logit", "score", 0.25)  # a dataset registered later
 
