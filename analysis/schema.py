@@ -125,6 +125,20 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
     Column("alignment_metric", "str", "-", "metric behind `alignment`, e.g. stlpips-alex"),
     Column("alignment_gradient", "str", "-", "gradient behind `alignment`, e.g. logit_sum"),
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
+    Column(
+        "search",
+        "str",
+        "-",
+        "the Optuna study that suggested this trial's strength (search-<method>, its name in "
+        "the experiment's optuna-study.db); '' for grid and baseline trials",
+    ),
+    Column(
+        "search_trial",
+        "int64",
+        "-",
+        "Optuna trial number in that study (one per suggested strength, shared by its seeds); "
+        "-1 if not searched",
+    ),
     Column("config_json", "str", "-", "the full trial config as JSON"),
     Column("pags_version", "str", "-", "pags package version"),
     Column("torch_version", "str", "-", "torch version"),
@@ -164,6 +178,8 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
 }
 
 TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}
+# Columns added after tables were first written, with the value they mean in older tables.
+LATER_COLUMNS: dict[str, dict[str, object]] = {"trials": {"search": "", "search_trial": -1}}
 
 
 def table_metadata() -> dict[str, str]:
@@ -184,6 +200,9 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     through unchanged, after the documented ones.
     """
     columns = _columns(table)
+    df = df.assign(
+        **{k: v for k, v in LATER_COLUMNS.get(table, {}).items() if k not in df.columns}
+    )
     missing = [c.name for c in columns if c.name not in df.columns]
     if missing:
         raise ValueError(f"{table} table is missing columns: {', '.join(missing)}")

@@ -190,8 +190,17 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")
-    p.add_argument("--objective", default="alignment", help="what --search optuna optimizes")
-    p.add_argument("--trials", type=int, default=0, help="--search: trials per method")
+    p.add_argument(
+        "--objective", help="--search: what it optimizes (default alignment), mean over seeds"
+    )
+    p.add_argument(
+        "--trials", type=int, help="--search: suggested strengths per method (default 8)"
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        help="--search: feasible = test accuracy >= the baseline's mean minus this (default 0.05)",
+    )
     p.add_argument(
         "--asha",
         action="store_true",
@@ -219,6 +228,7 @@ def cmd_sweep(args) -> int:
             objective=args.objective,
             search_trials=args.trials,
             asha=args.asha,
+            max_accuracy_drop=args.max_accuracy_drop,
         )
         preset = get_preset(args.preset)
         cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
