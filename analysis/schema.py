@@ -200,9 +200,7 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     through unchanged, after the documented ones.
     """
     columns = _columns(table)
-    df = df.assign(
-        **{k: v for k, v in LATER_COLUMNS.get(table, {}).items() if k not in df.columns}
-    )
+    df = df.assign(**{k: v for k, v in LATER_COLUMNS.get(table, {}).items() if k not in df.columns})
     missing = [c.name for c in columns if c.name not in df.columns]
     if missing:
         raise ValueError(f"{table} table is missing columns: {', '.join(missing)}")

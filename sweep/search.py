@@ -58,16 +58,18 @@ def startup_trials(trials: int) -> int:
 
 
 def open_study(url: str, method: str, objective: str, sampler_seed: int, trials: int):
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=startup_trials(trials))
+    """Create or load the method's study. The sampler's seed moves on by the trials already
+    asked: a resumed driver with the seed it started with would draw its first random
+    strengths again (seen: a resumed search re-suggested an earlier strength exactly)."""
     direction = "maximize" if OBJECTIVES[objective] == "max" else "minimize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line says enough
-    return optuna.create_study(
-        study_name=study_name(method),
-        storage=url,
-        sampler=sampler,
-        direction=direction,
-        load_if_exists=True,
+    study = optuna.create_study(
+        study_name=study_name(method), storage=url, direction=direction, load_if_exists=True
     )
+    study.sampler = optuna.samplers.TPESampler(
+        seed=sampler_seed + len(study.trials), n_startup_trials=startup_trials(trials)
+    )
+    return study
 
 
 class StrengthSearcher(Searcher):
@@ -123,16 +125,18 @@ class StrengthSearcher(Searcher):
 
     # ---- Tune's Searcher interface --------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | str | None:
+        study = self.study  # opening it first requeues orphans
         if not self._queue:
-            if len(self.study.trials) >= self.trials:
+            if len(study.trials) >= self.trials:
                 done = not self._live and not self._queue
                 return Searcher.FINISHED if done else None
-            trial = self.study.ask({PARAM: FloatDistribution(*self.bounds)})
+            trial = study.ask({PARAM: FloatDistribution(*self.bounds)})
             self._queue = [(trial.number, s) for s in range(self.seeds)]
         number, seed = self._queue.pop(0)
         self._live[trial_id] = (number, seed)
-        x = self.study.trials[number].params[PARAM]
-        return {PARAM: x, "seed": seed, "search": {"name": study_name(self.method), "trial": number}}
+        x = study.trials[number].params[PARAM]
+        found = {"name": study_name(self.method), "trial": number}
+        return {PARAM: x, "seed": seed, "search": found}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self._live:
