@@ -47,6 +47,7 @@ from analysis.regimes import (  # noqa: E402
     label_trials,
 )
 from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL  # noqa: E402
+from analysis.search import search_section  # noqa: E402
 
 TABLE_FILES = ("regimes", "trial_regimes", "peak_alignment", "correlation", "noise_robustness")
 
@@ -78,6 +79,8 @@ def write_report(
     figures = _method_sections(doc, res, tables, figdir, problems)
     figures.update(_noise_section(doc, tables, figdir, problems))
     _correlation_section(doc, tables)
+    figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
+                          res.sources, out))  # fmt: skip
     _could_not_compute(doc, res, tables, problems)
     for name, path in figures.items():
         paths[f"figure:{name}"] = path
