@@ -128,7 +128,7 @@ def search_best(trials: pd.DataFrame, history: pd.DataFrame, ci: float = 0.95) -
             & (trials["status"] == "completed")
         ][objective].to_numpy(dtype=float)
         seeds = seeds[np.isfinite(seeds)]
-        lo, hi = _t_interval(seeds, ci)
+        lo, hi = t_interval(seeds, ci)
         inside = feasible[(feasible["value"] >= lo) & (feasible["value"] <= hi)]
         row.update(
             best_strength=best["strength"], best_value=best["value"], ci_low=lo, ci_high=hi,
@@ -148,7 +148,7 @@ def search_best(trials: pd.DataFrame, history: pd.DataFrame, ci: float = 0.95) -
     return pd.DataFrame(out, columns=list(BEST_COLUMNS))
 
 
-def _t_interval(x: np.ndarray, ci: float) -> tuple[float, float]:
+def t_interval(x: np.ndarray, ci: float) -> tuple[float, float]:
     if len(x) < 2:
         return (float(x.mean()), float(x.mean())) if len(x) else (np.nan, np.nan)
     half = stats.t.ppf(0.5 + ci / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
