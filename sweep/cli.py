@@ -273,8 +273,13 @@ def _check_resources(cpus: float, gpus: float, max_failures: int, num_cpus: int 
 
 
 def add_analyze_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="write the report of an experiment directory")
-    p.add_argument("results_dir", metavar="RESULTS_DIR")
+    p = sub.add_parser("analyze", help="write the report of experiment directories")
+    p.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        nargs="+",
+        help="experiment directories analysed together (e.g. a search and a grid)",
+    )
     p.add_argument("--out", help="report directory (default RESULTS_DIR/report)")
 
 
@@ -283,7 +288,8 @@ def cmd_analyze(args) -> int:
     from analysis.report import write_report
 
     try:
-        paths = write_report(args.results_dir, out_dir=args.out)
+        dirs = args.results_dir
+        paths = write_report(dirs[0] if len(dirs) == 1 else dirs, out_dir=args.out)
     except ResultsError as err:
         raise UsageError(str(err)) from None
     print(f"report: {paths['markdown']}")

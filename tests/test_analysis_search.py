@@ -58,3 +58,24 @@ def test_report_section_shows_the_search_beside_the_grid(tmp_path):
     (tmp_path / "sweep_config.json").write_text(json.dumps({"search": "grid"}))
     assert search_section(empty, rows(), [tmp_path], tmp_path) == {}
     assert "Peak search" not in empty.markdown()
+
+
+def test_pags_analyze_of_a_search_and_a_grid_shows_them_side_by_side(tmp_path, capsys):
+    from analysis import schema
+    from sweep.cli import main
+
+    t = rows().assign(epochs=2, config_id=[f"c{i}" for i in range(len(rows()))])
+    t = schema.coerce(pd.concat([schema.empty("trials"), t], ignore_index=True), "trials")
+    for name, part, cfg in (
+        ("search", t[(t["search"] != "") | (t["method"] == "none")], {"search": "optuna"}),
+        ("grid", t[t["search"] == ""], {"search": "grid"}),
+    ):
+        (tmp_path / name).mkdir()
+        schema.write_parquet(part, tmp_path / name / "trials.parquet", "trials")
+        schema.write_parquet(schema.empty("measures"), tmp_path / name / "measures.parquet",
+                             "measures")  # fmt: skip
+        cfg.update(objective="alignment", max_accuracy_drop=0.05)
+        (tmp_path / name / "sweep_config.json").write_text(json.dumps(cfg))
+    assert main(["analyze", str(tmp_path / "search"), str(tmp_path / "grid")]) == 0
+    text = (tmp_path / "search" / "report" / "report.md").read_text()
+    assert "## Peak search" in text and "beside the grid's means" in text
