@@ -5,6 +5,7 @@ Experiment directory (a local path or a URI):
     sweep_config.json            what this directory computes (refuses a different sweep)
     tune/                        the Tune experiment of a grid sweep
     baseline/, search-<method>/  the Tune experiments of a peak search (one per method)
+    optuna-study.db              a peak search's Optuna study (sweep/search.py)
     trials.parquet, measures.parquet, maps/<config_id>.npz, search_best.json
 
 Every Tune run is idempotent: `Tuner.can_restore(path)` -> `Tuner.restore(path, ...,
