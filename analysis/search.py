@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
@@ -171,6 +172,7 @@ def search_figure(history: pd.DataFrame, grid: pd.DataFrame) -> Figure:
     ax.step(history["search_trial"], history["best_so_far"], where="post", color="tab:blue",
             lw=1, label="best feasible so far")  # fmt: skip
     ax.set_xlabel("Optuna trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(grid):
         g = grid.groupby("strength")[objective].agg(["mean", "std"]).reset_index()
         bx.errorbar(g["strength"], g["mean"], yerr=g["std"].fillna(0.0), color="0.4",
