@@ -65,6 +65,8 @@ def grid_answer(exp: Path, method: str) -> dict:
         alignment=("alignment", "mean"), accuracy=("test_accuracy", "mean"), n=("seed", "size")
     )
     feasible = per[per["accuracy"] >= threshold]
+    if feasible.empty:
+        raise SystemExit(f"no grid strength keeps accuracy >= {threshold:.3f}: nothing to find")
     best = feasible["alignment"].idxmax()
     lo, hi = t_interval(rows[rows["strength"] == best]["alignment"].to_numpy(float), 0.95)
     return {
@@ -106,14 +108,25 @@ def main() -> None:
     a = p.parse_args()
     info = machine()
     work = a.work or tempfile.mkdtemp(prefix="pags-bench-search-")
-    common = ["--methods", a.method, "--epochs", str(a.epochs), "--set",
+    common = ["--epochs", str(a.epochs), "--set",
               f"eval_points={a.eval_points}", "--set", "noise_draws=4"]  # fmt: skip
     if a.cache_dir:
         common += ["--cache-dir", a.cache_dir]
-    grid_s = run([*common, "--output", f"{work}/grid"], work)
+    # The grid names the baseline itself (a search adds it): it sets the feasibility threshold.
+    grid_s = run([*common, "--methods", f"none,{a.method}", "--output", f"{work}/grid"], work)
     grid = grid_answer(Path(work) / "grid", a.method)
     search_s = run(
-        [*common, "--search", "optuna", "--trials", str(a.trials), "--output", f"{work}/search"],
+        [
+            *common,
+            "--methods",
+            a.method,
+            "--search",
+            "optuna",
+            "--trials",
+            str(a.trials),
+            "--output",
+            f"{work}/search",
+        ],  # fmt: skip
         work,
     )
     seeds = json.loads((Path(work) / "search" / "sweep_config.json").read_text())["seeds"]
