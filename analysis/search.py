@@ -72,6 +72,8 @@ def search_history(trials: pd.DataFrame, objective: str, max_drop: float) -> pd.
             & (trials["model"] == model)
             & (trials["status"] == "completed")
         ]
+        if "experiment" in base:  # the search's own baseline seeds, not a grid's beside it
+            base = base[base["experiment"].isin(set(group["experiment"]))]
         threshold = float(base["test_accuracy"].mean()) - max_drop if len(base) else np.nan
         best = np.nan
         for number, seeds in group.groupby("search_trial", sort=True):

@@ -18,8 +18,10 @@ def rows():
     r += [("gradnorm", 10.0, 1, s, a, 0.70, "search-gradnorm") for s, a in ((0, 0.90), (1, 0.92))]
     r += [("gradnorm", 1.0, 2, s, a, 0.88, "search-gradnorm") for s, a in ((0, 0.70), (1, 0.74))]
     r += [("gradnorm", 3.0, -1, s, 0.65, 0.87, "") for s in (0, 1)]  # a grid of the same method
+    r += [("none", 0.0, -1, 2, 0.5, 0.3, "")]  # a grid's baseline seed: not the search's
     cols = ["method", "strength", "search_trial", "seed", "alignment", "test_accuracy", "search"]
     df = pd.DataFrame(r, columns=cols)
+    df["experiment"] = ["search"] * 8 + ["grid"] * 3
     return df.assign(dataset="digits-distractor", model="cnn", status="completed")
 
 
