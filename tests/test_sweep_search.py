@@ -57,10 +57,11 @@ def test_an_interrupted_trial_is_not_an_end_and_the_budget_ends_the_search(tmp_p
     s.suggest("t1"), s.suggest("t2")
     s.on_trial_complete("t1", {"status": "running", "alignment": math.nan})  # Ctrl-C
     assert s.suggest("t3") is None  # the budget is asked; seeds still out
-    end(s, "t1", 0.5, 0.9)
-    end(s, "t2", 0.5, 0.9)
+    end(s, "t1", 0.5, 0.9)  # the resumed trial ends: this is its result
+    end(s, "t2", 0.6, 0.9)
     assert s.suggest("t4") == "FINISHED"
-    assert len(load(tmp_path).trials) == 1
+    (t,) = load(tmp_path).trials
+    assert t.user_attrs["values"] == [0.5, 0.6] and t.value == pytest.approx(0.55)
 
 
 def test_failed_seeds_make_the_strength_infeasible_and_all_failed_fail(tmp_path):
