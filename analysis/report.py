@@ -50,6 +50,7 @@ from analysis.regimes import (  # noqa: E402
     label_trials,
 )
 from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL  # noqa: E402
+from analysis.search import search_section  # noqa: E402
 from analysis.step_sizes import EPS_COLUMNS, boundaries_by_eps, eps_table  # noqa: E402
 
 TABLE_FILES = (
@@ -86,6 +87,8 @@ def write_report(
     figures.update(_noise_section(doc, tables, figdir, problems))
     _step_size_section(doc, tables)
     _correlation_section(doc, tables)
+    figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
+                          res.sources, out))  # fmt: skip
     _could_not_compute(doc, res, tables, problems)
     for name, path in figures.items():
         paths[f"figure:{name}"] = path

@@ -240,6 +240,22 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
     Column("build_time_s", "float64", "seconds", "artifact quality: wall time of building the "
            "shared artifacts (once per dataset, cached)", optional=True),  # fmt: skip
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
+    Column(
+        "search",
+        "str",
+        "-",
+        "the Optuna study that suggested this trial's strength (search-<method>, its name in "
+        "the experiment's optuna-study.db); '' for grid and baseline trials",
+        optional=True,
+    ),
+    Column(
+        "search_trial",
+        "int64",
+        "-",
+        "Optuna trial number in that study (one per suggested strength, shared by its seeds); "
+        "-1 if not searched",
+        optional=True,
+    ),
     Column("config_json", "str", "-", "the full trial config as JSON"),
     Column("pags_version", "str", "-", "pags package version"),
     Column("torch_version", "str", "-", "torch version"),
@@ -306,6 +322,9 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
 }
 
 TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}
+# Columns added after tables were first written, with the value they mean in older tables.
+# What an optional column absent from an older table is filled with, by dtype.
+ABSENT: dict[str, object] = {"str": "", "float64": np.nan, "int64": -1}
 
 
 def table_metadata() -> dict[str, str]:
@@ -332,7 +351,7 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     out = df.copy()
     for col in columns:
         if col.name not in out.columns:  # optional, absent from an older table
-            out[col.name] = "" if col.dtype == "str" else np.nan
+            out[col.name] = ABSENT[col.dtype]
         out[col.name] = _convert(out[col.name], col, table)
     if table == "trials":
         bad = sorted(set(out["status"]) - set(STATUSES))

@@ -190,8 +190,17 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")
-    p.add_argument("--objective", default="alignment", help="what --search optuna optimizes")
-    p.add_argument("--trials", type=int, default=0, help="--search: trials per method")
+    p.add_argument(
+        "--objective", help="--search: what it optimizes (default alignment), mean over seeds"
+    )
+    p.add_argument(
+        "--trials", type=int, help="--search: suggested strengths per method (default 8)"
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        help="--search: feasible = test accuracy >= the baseline's mean minus this (default 0.05)",
+    )
     p.add_argument(
         "--asha",
         action="store_true",
@@ -219,6 +228,7 @@ def cmd_sweep(args) -> int:
             objective=args.objective,
             search_trials=args.trials,
             asha=args.asha,
+            max_accuracy_drop=args.max_accuracy_drop,
         )
         preset = get_preset(args.preset)
         cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
@@ -263,8 +273,13 @@ def _check_resources(cpus: float, gpus: float, max_failures: int, num_cpus: int 
 
 
 def add_analyze_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="write the report of an experiment directory")
-    p.add_argument("results_dir", metavar="RESULTS_DIR")
+    p = sub.add_parser("analyze", help="write the report of experiment directories")
+    p.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        nargs="+",
+        help="experiment directories analysed together (e.g. a search and a grid)",
+    )
     p.add_argument("--out", help="report directory (default RESULTS_DIR/report)")
 
 
@@ -273,7 +288,8 @@ def cmd_analyze(args) -> int:
     from analysis.report import write_report
 
     try:
-        paths = write_report(args.results_dir, out_dir=args.out)
+        dirs = args.results_dir
+        paths = write_report(dirs[0] if len(dirs) == 1 else dirs, out_dir=args.out)
     except ResultsError as err:
         raise UsageError(str(err)) from None
     print(f"report: {paths['markdown']}")

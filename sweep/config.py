@@ -22,6 +22,10 @@ from trainables.config import METHODS, TrialConfig
 from trainables.recipes import recipe_config
 
 SEARCHES = ("grid", "optuna")
+# A search's defaults: seeds per suggested strength (the baseline runs as many), the Optuna
+# trials (suggested strengths) per method, and the largest test-accuracy drop below the
+# baseline's mean that a strength may cost and still count as feasible.
+SEARCH_SEEDS, SEARCH_TRIALS, MAX_ACCURACY_DROP = 2, 8, 0.05
 # Objectives for `--search optuna` and their direction (analysis/schema.py documents them).
 OBJECTIVES = {
     "alignment": "max",
@@ -56,6 +60,7 @@ class SweepConfig:
     search_trials: int = 0
     search_seed: int = 0
     asha: bool = False
+    max_accuracy_drop: float = MAX_ACCURACY_DROP  # search only; not in a grid's identity
 
     # ---- identity -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +69,8 @@ class SweepConfig:
         d["methods"] = list(self.methods)
         d["strengths"] = {m: list(s) for m, s in self.strengths}
         d["overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides}
+        if self.search == "grid":  # grids made before this field existed keep their identity
+            d.pop("max_accuracy_drop")
         return d
 
     @property
@@ -134,9 +141,10 @@ def from_preset(
     epochs: int | None = None,
     sets: dict[str, Any] | None = None,
     search: str = "grid",
-    objective: str = "alignment",
-    search_trials: int = 0,
+    objective: str | None = None,
+    search_trials: int | None = None,
     asha: bool = False,
+    max_accuracy_drop: float | None = None,
 ) -> SweepConfig:
     """Build and validate a sweep; every problem raises ValueError with one line naming the
     bad value and what is allowed. All trial configs are built here, so an invalid override
@@ -147,6 +155,11 @@ def from_preset(
             f"--methods is empty; allowed: comma-separated names of {', '.join(METHODS)}"
         )
     methods = tuple(dict.fromkeys(methods)) if methods else preset.methods
+    if search not in SEARCHES:
+        raise ValueError(f"search {search!r} is unknown; allowed: {', '.join(SEARCHES)}")
+    _check_search_options(search, objective, search_trials, max_accuracy_drop)
+    if search != "grid" and "none" not in methods:
+        methods = ("none", *methods)  # the baseline sets the search's accuracy constraint
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"method {m!r} is unknown; allowed: {', '.join(METHODS)}")
@@ -162,13 +175,10 @@ def from_preset(
         for m in methods
         if m in ROBUST_METHODS
     )
-    seeds = preset.seeds if seeds is None else seeds
+    if seeds is None:
+        seeds = preset.seeds if search == "grid" else SEARCH_SEEDS
     if seeds < 1:
         raise ValueError(f"seeds={seeds} is invalid; allowed: an integer >= 1")
-    if search not in SEARCHES:
-        raise ValueError(f"search {search!r} is unknown; allowed: {', '.join(SEARCHES)}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective {objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
     overrides = _overrides(preset, epochs, sets or {})
     sweep = SweepConfig(
         preset=preset.name,
@@ -178,13 +188,16 @@ def from_preset(
         seeds=seeds,
         overrides=tuple(sorted(overrides.items())),
         search=search,
-        # Only a search optimizes an objective; a grid keeps the default so that it is not
-        # part of the grid's identity.
-        objective=objective if search != "grid" else "alignment",
-        search_trials=search_trials if search != "grid" else 0,
+        # Only a search optimizes an objective; a grid keeps the defaults so that they are
+        # not part of the grid's identity.
+        objective=objective or "alignment",
+        search_trials=(SEARCH_TRIALS if search_trials is None else search_trials)
+        if search != "grid"
+        else 0,
         asha=asha,
+        max_accuracy_drop=MAX_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop,
     )
-    _check_search(sweep, search_trials)
+    _check_search(sweep)
     # Validate every trial (strict TrialConfig parsing) before anything runs.
     sweep.trial_configs()
     for m in sweep.searched_methods:
@@ -203,11 +216,27 @@ def _overrides(preset, epochs: int | None, sets: dict[str, Any]) -> dict[str, An
     return {k: getattr(probe, k) for k in raw}
 
 
-def _check_search(sweep: SweepConfig, trials: int) -> None:
+def _check_search_options(search, objective, trials, max_drop) -> None:
+    """Search-only options: refused with a grid (they would be silently ignored)."""
+    if objective is not None and objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+    if search == "grid":
+        given = {"--objective": objective, "--trials": trials, "--max-accuracy-drop": max_drop}
+        for flag, value in given.items():
+            if value is not None:
+                raise ValueError(f"{flag} is only for a search; allowed: add --search optuna")
+        return
+    if trials is not None and trials < 1:
+        raise ValueError(f"--trials {trials} is invalid; allowed: an integer >= 1")
+    if max_drop is not None and not (0 <= max_drop <= 1):
+        raise ValueError(
+            f"--max-accuracy-drop {max_drop:g} is invalid; allowed: a number in [0, 1]"
+        )
+
+
+def _check_search(sweep: SweepConfig) -> None:
     if sweep.search == "grid":
         return
-    if trials < 1:
-        raise ValueError(f"--trials {trials} is invalid; allowed: an integer >= 1")
     if not sweep.searched_methods:
         raise ValueError("--search needs a robust method; allowed: " + ", ".join(ROBUST_METHODS))
     if not dict(sweep.overrides).get("measure", True) and sweep.objective != "test_accuracy":

@@ -35,7 +35,7 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
     """The dry-run listing: header, search plan, one line per (grid) trial."""
     trials = sweep.trial_configs(data_root=where.data_root)
     kind = "grid" if sweep.search == "grid" else f"{sweep.search} search"
-    n = len(trials) + sweep.search_trials * len(sweep.searched_methods)
+    n = len(trials) + sweep.search_trials * sweep.seeds * len(sweep.searched_methods)
     lines = [
         f"preset {sweep.preset}: {sweep.dataset}, {n} trials ({kind}), "
         f"{where.cpus_per_trial:g} CPU + {where.gpus_per_trial:g} GPU per trial, "
@@ -47,7 +47,8 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         lines.append(
             f"search {method}: {sweep.search_trials} trials, Optuna TPE seed {sweep.search_seed}, "
             f"{STRENGTH_SYMBOL[method]} in [{10**lo:g}, {10**hi:g}] (log scale), "
-            f"objective {sweep.objective}"
+            f"objective {sweep.objective} (mean of {sweep.seeds} seeds per strength), "
+            f"test accuracy >= baseline - {sweep.max_accuracy_drop:g}"
         )
     if sweep.asha:
         lines.append("ASHA early stopping on test_accuracy: on")

@@ -39,6 +39,8 @@ class TrialOutcome:
     error: str | None = None  # one line, when the trial failed for good
     maps: tuple[pafs.FileSystem, str] | None = None  # its maps.npz, if measured
     early_stopped: bool = False  # stopped by the ASHA scheduler before its last epoch
+    search: str = ""  # the Optuna study that suggested it (sweep/search.py), "" if none
+    search_trial: int = -1  # its Optuna trial number in that study, -1 if none
 
     @property
     def status(self) -> str:
@@ -98,6 +100,8 @@ def _trial_row(cid: str, o: TrialOutcome, experiment: str, versions: dict) -> di
         status=o.status,
         wall_time_s=rec.get("wall_time_s", math.nan),
         error=o.error or "",
+        search=o.search,
+        search_trial=o.search_trial,
         config_json=json.dumps(cfg.to_dict(), sort_keys=True),
         pags_version=v.get("pags", ""),
         torch_version=v.get("torch", ""),

@@ -5,6 +5,7 @@ Experiment directory (a local path or a URI):
     sweep_config.json            what this directory computes (refuses a different sweep)
     tune/                        the Tune experiment of a grid sweep
     baseline/, search-<method>/  the Tune experiments of a peak search (one per method)
+    optuna-study.db              a peak search's Optuna study (sweep/search.py)
     trials.parquet, measures.parquet, maps/<config_id>.npz, search_best.json
 
 Every Tune run is idempotent: `Tuner.can_restore(path)` -> `Tuner.restore(path, ...,
@@ -31,7 +32,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from analysis.schema import STRENGTH_SYMBOL
-from sweep import storage, tune_state
+from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.presets import get_preset
@@ -68,7 +69,8 @@ def trial_name(trial) -> str:
 
 
 def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> RunResult:
-    """Run (or resume) every Tune experiment of `sweep`; return all trials' outcomes."""
+    """Run (or resume) every Tune experiment of `sweep`; return all trials' outcomes. A search
+    runs the baseline first (its mean accuracy sets the constraint), then one study per method."""
     trainable = tune.with_resources(
         tune.with_parameters(train, artifacts=artifacts),
         {"cpu": where.cpus_per_trial, "gpu": where.gpus_per_trial},
@@ -81,44 +83,61 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
         space = {"trial": tune.grid_search([c.to_dict() for c in baseline])}
         epochs = max(c.epochs for c in baseline)
         result.outcomes += _fit(name, trainable, space, len(baseline), epochs, sweep, where)
+    if not sweep.searched_methods or result.unfinished:
+        return result  # interrupted: the search starts on the rerun, after the baseline
+    accuracies = [
+        o.record["summary"]["test_accuracy"] for o in result.outcomes if o.status == "completed"
+    ]
+    accuracies = [a for a in accuracies if math.isfinite(a)]
+    if not accuracies:
+        log("[pags] no baseline trial completed: the accuracy constraint cannot be set, so "
+            "the search did not run (see the failed trials below)")  # fmt: skip
+        return result
+    min_accuracy = sum(accuracies) / len(accuracies) - sweep.max_accuracy_drop
+    log(
+        f"[pags] baseline test accuracy {min_accuracy + sweep.max_accuracy_drop:.4f} (mean of "
+        f"{len(accuracies)} seeds): feasible strengths keep >= {min_accuracy:.4f}"
+    )
+    study = search.StudyFile(where.exp_dir, where.cache_dir, sweep.config_id)
     for method in sweep.searched_methods:
-        outcomes = _search(method, trainable, sweep, where, paths)
+        outcomes = _search(method, trainable, sweep, where, paths, study.url, min_accuracy)
+        study.upload()
         result.outcomes += outcomes
-        result.best[method] = best_of(outcomes, sweep.objective)
-        log(best_line(method, result.best[method], sweep.objective))
+        if any(o.status == "running" for o in outcomes):
+            break  # interrupted
+        result.best[method] = search.summarize(study.url, method)
+        log(best_line(method, result.best[method], sweep))
     return result
 
 
-def _search(method: str, trainable, sweep: SweepConfig, where: Where, paths: dict):
-    """Seeded Optuna TPE over log10-strength of one method, through Ray Tune, within the
-    preset grid's range; searched trials use seed 0 (the search is over strengths)."""
-    from optuna.samplers import TPESampler
-    from ray.tune.search.optuna import OptunaSearch
-
+def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min_accuracy):
+    """The study of one method through Ray Tune (sweep/search.py), within the preset grid's
+    range of log10-strength; each suggested strength runs `sweep.seeds` seeds."""
     lo, hi = sweep.search_bounds(method)
     base = sweep.trial_dict(method, 10**lo, 0, **paths)
     rule = get_preset(sweep.preset).lr_rules.get(method)
     base_lr = sweep.trial_dict("none", 0.0, 0)["lr"]
-    space = {
-        "trial": base,
-        "log10_strength": tune.uniform(lo, hi),
-        "lr_rule": [rule[0], rule[1], base_lr] if rule else None,
-    }
-    searcher = OptunaSearch(
-        metric=sweep.objective,
-        mode=OBJECTIVES[sweep.objective],
-        sampler=TPESampler(seed=sweep.search_seed),
+    space = {"trial": base, "lr_rule": [rule[0], rule[1], base_lr] if rule else None}
+    searcher = search.StrengthSearcher(
+        url=url,
+        method=method,
+        bounds=(lo, hi),
+        seeds=sweep.seeds,
+        trials=sweep.search_trials,
+        objective=sweep.objective,
+        min_accuracy=min_accuracy,
+        sampler_seed=sweep.search_seed,
     )
     return _fit(
-        f"search-{method}",
+        search.study_name(method),
         trainable,
         space,
-        sweep.search_trials,
+        sweep.search_trials * sweep.seeds,
         base["epochs"],
         sweep,
         where,
         searcher=searcher,
-        num_samples=sweep.search_trials,
+        num_samples=-1,  # the searcher says when it is done (all its strengths told)
     )
 
 
@@ -221,6 +240,7 @@ def outcome(result) -> TrialOutcome:
     if not result.config:
         return TrialOutcome(config={})
     cfg = trial_config(result.config).to_dict()
+    found = result.config.get("search") or {}
     error = None
     if result.error is not None:
         lines = [ln for ln in str(result.error).splitlines() if ln.strip()]
@@ -235,34 +255,37 @@ def outcome(result) -> TrialOutcome:
             maps = (fs, f"{base}/{MAPS_FILE}")
     # Tune says done, our record says running: a scheduler (ASHA) stopped it early.
     stopped = bool(record and record["status"] == "running" and (result.metrics or {}).get("done"))
-    return TrialOutcome(config=cfg, record=record, error=error, maps=maps, early_stopped=stopped)
+    return TrialOutcome(
+        config=cfg,
+        record=record,
+        error=error,
+        maps=maps,
+        early_stopped=stopped,
+        search=found.get("name", ""),
+        search_trial=found.get("trial", -1),
+    )
 
 
-def best_of(outcomes: list[TrialOutcome], objective: str) -> dict[str, Any]:
-    """The completed trial with the best objective: {strength, value, config_id, n}."""
-    sign = 1 if OBJECTIVES[objective] == "max" else -1
-    scored = []
-    for o in outcomes:
-        value = (o.record or {}).get("summary", {}).get(objective)
-        if o.status == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
-            scored.append((sign * value, o))
-    if not scored:
-        return {"strength": None, "value": None, "config_id": None, "n": 0}
-    _, o = max(scored, key=lambda t: t[0])
-    cfg = TrialConfig.from_dict(o.config)
-    return {
-        "strength": cfg.strength,
-        "value": o.record["summary"][objective],
-        "config_id": cfg.config_id,
-        "n": len(scored),
-    }
-
-
-def best_line(method: str, best: dict, objective: str) -> str:
-    if best["strength"] is None:
-        return f"[pags] {method}: no completed trial with a finite {objective}"
+def best_line(method: str, best: dict, sweep: SweepConfig) -> str:
+    """The search's answer for one method (`search.summarize`), or why there is none."""
     symbol = STRENGTH_SYMBOL.get(method, "strength")
+    if best["strength"] is None:
+        return (
+            f"[pags] {method}: no suggested strength finished with a finite {sweep.objective} "
+            f"({best['n_trials']} asked)"
+        )
+    what = (
+        f"{symbol}={best['strength']:g} ({sweep.objective} {best['value']:.4f}, mean of "
+        f"{best['seeds']} seeds; test accuracy {best['mean_test_accuracy']:.4f} >= "
+        f"{best['min_test_accuracy']:.4f}; Optuna trial {best['optuna_trial']}, best feasible of "
+        f"{best['n_complete']})"
+    )
+    if best["feasible"]:
+        return f"[pags] best {method} strength: {what}"
     return (
-        f"[pags] best {method} strength: {symbol}={best['strength']:g} ({objective} "
-        f"{best['value']:.4f}, best of {best['n']} completed trials)"
+        f"[pags] {method}: no suggested strength kept test accuracy >= "
+        f"{best['min_test_accuracy']:.4f} (baseline - {sweep.max_accuracy_drop:g}); closest: "
+        f"Optuna trial {best['optuna_trial']}, {symbol}={best['strength']:g}, test accuracy "
+        f"{best['mean_test_accuracy']:.4f}, {sweep.objective} {best['value']:.4f} "
+        f"(mean of {best['seeds']} seeds)"
     )

@@ -60,8 +60,16 @@ def test_dry_run_of_a_search_shows_the_plan(tmp_path, capsys):
         "--dry-run",
     )
     assert code == 0
-    assert "7 trials (optuna search)" in out
+    assert "14 trials (optuna search)" in out  # 2 baseline seeds + 6 strengths x 2 seeds
     assert "search gradnorm: 6 trials, Optuna TPE seed 0, lambda in [0.01, 100]" in out
+    assert "(mean of 2 seeds per strength), test accuracy >= baseline - 0.05" in out
+
+
+def test_a_search_without_trials_uses_the_documented_default(tmp_path, capsys):
+    args = ["--preset", "digits", "--methods", "gradnorm", "--search", "optuna", "--dry-run"]
+    code, out, _ = run(capsys, "sweep", *args, "--output", str(tmp_path / "s"))
+    assert code == 0
+    assert "18 trials (optuna search)" in out and "search gradnorm: 8 trials" in out
 
 
 @pytest.mark.parametrize(
@@ -80,6 +88,10 @@ def test_dry_run_of_a_search_shows_the_plan(tmp_path, capsys):
         (["--cpus-per-trial", "0"], "--cpus-per-trial 0"),
         (["--gpus-per-trial", "1.5"], "--gpus-per-trial 1.5"),
         (["--search", "optuna", "--trials", "0"], "--trials 0"),
+        (["--search", "optuna", "--objective", "nope"], "objective 'nope' is unknown; allowed:"),
+        (["--objective", "alignment"], "--objective is only for a search"),
+        (["--trials", "4"], "--trials is only for a search"),
+        (["--search", "optuna", "--max-accuracy-drop", "2"], "--max-accuracy-drop 2"),
         (["--search", "optuna", "--trials", "2", "--set", "measure=false"], "measure=true"),
         (["--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster at 127.0.0.1:"),
         (["--address", "nonsense"], "--address 'nonsense' is invalid"),

@@ -119,16 +119,38 @@ def test_identity_and_first_difference():
     assert first_difference(a.to_dict(), c.to_dict()).startswith("strengths of gradnorm")
 
 
-def test_grid_ignores_the_objective_a_search_keeps_it():
-    grid = from_preset("digits-quick", objective="test_accuracy")
-    assert grid.config_id == from_preset("digits-quick").config_id
-    search = from_preset(
-        "digits-quick", methods=["none", "gradnorm"], search="optuna", search_trials=4
-    )
+@pytest.mark.parametrize(
+    "kwargs,flag",
+    [
+        (dict(objective="test_accuracy"), "--objective"),
+        (dict(search_trials=4), "--trials"),
+        (dict(max_accuracy_drop=0.1), "--max-accuracy-drop"),
+    ],
+)
+def test_search_options_without_a_search_are_refused_not_dropped(kwargs, flag):
+    with pytest.raises(ValueError) as err:
+        from_preset("digits-quick", **kwargs)
+    assert str(err.value) == f"{flag} is only for a search; allowed: add --search optuna"
+
+
+def test_a_search_adds_the_baseline_and_has_documented_defaults():
+    search = from_preset("digits", methods=["gradnorm"], search="optuna")
+    assert search.methods == ("none", "gradnorm")  # the baseline sets the constraint
     assert search.searched_methods == ("gradnorm",)
-    assert [t.method for t in search.trial_configs()] == ["none"]
+    assert (search.seeds, search.search_trials, search.max_accuracy_drop) == (2, 8, 0.05)
+    assert [(t.method, t.seed) for t in search.trial_configs()] == [("none", 0), ("none", 1)]
     lo, hi = search.search_bounds("gradnorm")
     assert (lo, hi) == pytest.approx((-2, 2))
+    other = from_preset("digits", methods=["gradnorm"], search="optuna", max_accuracy_drop=0.1)
+    assert first_difference(search.to_dict(), other.to_dict()).startswith("max_accuracy_drop")
+    # A grid's identity does not carry the search-only field (older results still resume).
+    assert "max_accuracy_drop" not in from_preset("digits").to_dict()
+
+
+@pytest.mark.parametrize("drop", [-0.1, 1.5, math.nan])
+def test_bad_accuracy_drop_names_the_value(drop):
+    with pytest.raises(ValueError, match=r"--max-accuracy-drop .* allowed: a number in \[0, 1\]"):
+        from_preset("digits", methods=["gradnorm"], search="optuna", max_accuracy_drop=drop)
 
 
 def test_cluster_yaml_is_a_valid_launcher_config():

@@ -111,6 +111,8 @@ def test_optuna_peak_search_with_the_real_measurer(tmp_path):
         "alignment",
         "--trials",
         "2",
+        "--max-accuracy-drop",
+        "1",  # one epoch: any strength counts as feasible here
         "--set",
         "eval_points=16",
         "--set",
@@ -128,8 +130,10 @@ def test_optuna_peak_search_with_the_real_measurer(tmp_path):
     best = json.loads((exp / "search_best.json").read_text())["gradnorm"]
     res = load_results(exp)
     assert len(res.trials) == 3 and res.trials["config_id"].is_unique
-    assert best["config_id"] in set(res.trials["config_id"])
     searched = res.trials[res.trials["method"] == "gradnorm"]
+    assert best["feasible"] and best["optuna_trial"] in set(searched["search_trial"])
+    row = searched[searched["search_trial"] == best["optuna_trial"]].iloc[0]
+    assert row["strength"] == best["strength"] and row["alignment"] == best["value"]
     lo, hi = 0.01, 100.0  # the preset's gradnorm range
     assert ((searched["strength"] >= lo) & (searched["strength"] <= hi)).all()
     measured = ["alignment", "on_manifold_sensitivity", "off_manifold_sensitivity", "rho1", "rho2"]

@@ -48,14 +48,22 @@ SUMMARY_FLOATS = (
 HISTORY_KEYS = ("epoch", "train_loss", "test_accuracy", "epoch_time_s")
 
 
+def searched_strength(log10_strength: float) -> float:
+    """The strength a search's suggestion stands for: 4 significant digits (readable, a stable
+    config id)."""
+    return float(f"{10**log10_strength:.4g}")
+
+
 def trial_config(config: dict) -> TrialConfig:
     """The TrialConfig of a Tune config: `{"trial": dict}` (grid), or for a search over
-    log-strength `{"trial": dict, "log10_strength": x, "lr_rule": None | [threshold, scale,
-    base_lr]}`: lr = base_lr / (strength * scale / threshold) above the threshold (the
-    preset's learning-rate rule, sweep/presets.py)."""
+    log-strength `{"trial": dict, "log10_strength": x, "seed": s, "lr_rule": None |
+    [threshold, scale, base_lr]}`: lr = base_lr / (strength * scale / threshold) above the
+    threshold (the preset's learning-rate rule, sweep/presets.py)."""
     d = dict(config["trial"])
+    if "seed" in config:
+        d["seed"] = config["seed"]
     if "log10_strength" in config:
-        d["strength"] = float(f"{10 ** config['log10_strength']:.4g}")  # readable, stable id
+        d["strength"] = searched_strength(config["log10_strength"])
         if config.get("lr_rule"):
             threshold, scale, base_lr = config["lr_rule"]
             ref = d["strength"] * scale
