@@ -41,6 +41,7 @@ from analysis.groups import split_groups  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
 from analysis.noise import NOISE_COLUMNS, noise_robustness  # noqa: E402
 from analysis.plots import noise_figure, regime_figure  # noqa: E402
+from analysis.quality import artifact_quality  # noqa: E402
 from analysis.regimes import (  # noqa: E402
     BOUNDARY_COLUMNS,
     LABEL_COLUMNS,
@@ -87,6 +88,7 @@ def write_report(
     figures.update(_noise_section(doc, tables, figdir, problems))
     _step_size_section(doc, tables)
     _correlation_section(doc, tables)
+    _quality_section(doc, res.trials)
     figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
                           res.sources, out))  # fmt: skip
     _could_not_compute(doc, res, tables, problems)
@@ -300,6 +302,22 @@ def _step_size_section(doc, tables) -> None:
     )
     for _, rows in by_eps.groupby("dataset", sort=True):
         doc.table(eps_table(rows))
+
+
+def _quality_section(doc, trials: pd.DataFrame) -> None:
+    quality = artifact_quality(trials)
+    if quality.empty:
+        return
+    doc.heading("Measurement artifacts")
+    doc.para(
+        "How well the shared autoencoder and denoiser trained. Tangent angles are mean largest "
+        "principal angles at the evaluation points: against the exact tangent spaces on the "
+        "synthetic sets, against a second autoencoder trained with another seed elsewhere."
+    )
+    doc.table(quality.drop(columns="warning"))
+    notes = [f"**Warning** ({r.dataset}): {r.warning}." for r in quality.itertuples()]
+    if any(r.warning for r in quality.itertuples()):
+        doc.bullets([n for n, r in zip(notes, quality.itertuples(), strict=True) if r.warning])
 
 
 def _correlation_section(doc, tables) -> None:

@@ -52,7 +52,7 @@ class Column:
     meaning: str
     higher_is_better: bool | None = None
     # Added after tables were first written: a table without it still loads, the column
-    # filled with NaN / "" (an older run did not measure it).
+    # filled with ABSENT[dtype] (an older run did not measure it).
     optional: bool = False
 
 
@@ -208,8 +208,14 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         False,
         optional=True,
     ),
-    Column("ae_epochs_run", "float64", "epochs", "artifact quality: autoencoder epochs until "
-           "its validation loss stopped improving (or the cap)", optional=True),  # fmt: skip
+    Column(
+        "ae_epochs_run",
+        "float64",
+        "epochs",
+        "artifact quality: autoencoder epochs until "
+        "its validation loss stopped improving (or the cap)",
+        optional=True,
+    ),  # fmt: skip
     Column(
         "tangent_seed_angle_deg",
         "float64",
@@ -217,6 +223,15 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "artifact quality: mean largest principal angle between the tangent spaces of two "
         "autoencoders trained with different seeds, at the evaluation points (report warns "
         "above 20)",
+        False,
+        optional=True,
+    ),
+    Column(
+        "tangent_exact_angle_deg",
+        "float64",
+        "degrees",
+        "artifact quality on the synthetic sets: mean largest principal angle between the "
+        "autoencoder's tangent spaces and the exact ones at the evaluation points",
         False,
         optional=True,
     ),
@@ -235,10 +250,21 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "artifact quality: the same loss of the denoiser's Gaussian (Wiener) baseline alone",
         optional=True,
     ),
-    Column("denoiser_epochs_run", "float64", "epochs", "artifact quality: denoiser epochs "
-           "until its validation loss stopped improving (or the cap)", optional=True),  # fmt: skip
-    Column("build_time_s", "float64", "seconds", "artifact quality: wall time of building the "
-           "shared artifacts (once per dataset, cached)", optional=True),  # fmt: skip
+    Column(
+        "denoiser_epochs_run",
+        "float64",
+        "epochs",
+        "artifact quality: denoiser epochs "
+        "until its validation loss stopped improving (or the cap)",
+        optional=True,
+    ),  # fmt: skip
+    Column(
+        "build_time_s",
+        "float64",
+        "seconds",
+        "artifact quality: wall time of building the shared artifacts (once per dataset, cached)",
+        optional=True,
+    ),  # fmt: skip
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
     Column(
         "search",

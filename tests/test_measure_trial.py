@@ -31,8 +31,8 @@ class BayesClassifier(nn.Module):
 def synthetic(tmp_path_factory):
     torch.set_num_threads(1)
     mp = pytest.MonkeyPatch()
-    mp.setitem(art_mod.AE_EPOCHS, "synthetic-manifold", 15)
-    mp.setitem(art_mod.DENOISER_EPOCHS, "synthetic-manifold", 8)
+    mp.setitem(art_mod.AE_MAX_EPOCHS, "synthetic-manifold", 15)
+    mp.setitem(art_mod.DENOISER_MAX_EPOCHS, "synthetic-manifold", 8)
     cfg = TrialConfig.from_dict({"dataset": "synthetic-manifold", "eval_points": 48,
                                  "noise_draws": 4})  # fmt: skip
     bundle = load_dataset("synthetic-manifold", 0)

@@ -134,7 +134,8 @@ class CurvedManifoldOracle:
         return torch.logsumexp(resp[:, :, None] + self.label_probs.log()[None], dim=1)
 
     def bayes_logit_grad(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        """Gradient of log p(cls_i | x_i) w.r.t. x_i, `(B, C, H, W)` (autograd of the closed form)."""
+        """Gradient of log p(cls_i | x_i) w.r.t. x_i, `(B, C, H, W)`, by autograd of the
+        closed form."""
         xd = x.detach().to(torch.float64).requires_grad_(True)
         with torch.enable_grad():
             logp = self.bayes_logits(xd).gather(1, cls.long()[:, None]).sum()

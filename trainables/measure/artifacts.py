@@ -37,20 +37,20 @@ TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "pags", "artifacts")
 
 # Caps on training epochs: both nets train until their validation loss stops improving
-# (autoencoder.py, score.py); these only bound the cost. Measured on 2 CPU cores: the curved
-# synthetic set's autoencoder converges after about 550 epochs, the linear one after about 40.
+# (autoencoder.py, score.py); these only bound the cost, and the artifact metadata records
+# whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
+# autoencoder converges after about 550 epochs (~100 s), the linear one after about 40. The
+# digits conv autoencoder was still improving at 300 epochs (validation error 0.61, 167 s per
+# seed): its cap of 60 keeps `make demo` within 5 minutes and costs reconstruction quality.
 AE_MAX_EPOCHS = {
-    "digits-distractor": 300, "synthetic-manifold": 1000, "synthetic-curved": 1000,
+    "digits-distractor": 60, "synthetic-manifold": 1000, "synthetic-curved": 1000,
     "mnist-distractor": 100,
 }  # fmt: skip
 DENOISER_MAX_EPOCHS = {
-    "digits-distractor": 300, "synthetic-manifold": 600, "synthetic-curved": 600,
+    "digits-distractor": 150, "synthetic-manifold": 600, "synthetic-curved": 600,
     "mnist-distractor": 100,
 }  # fmt: skip
 AE_PATIENCE, DENOISER_PATIENCE = 60, 60  # epochs without a validation gain before stopping
-# A second autoencoder (seed + 1) measures how reproducible the tangent spaces are where there
-# is no ground truth; above this mean largest principal angle the report warns.
-TANGENT_AGREEMENT_WARN_DEG = 20.0
 
 
 @dataclass(frozen=True)
@@ -174,8 +174,12 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     os.makedirs(tmp)
     x_train, y_train = _stack(bundle.train, 60_000)
     x, y = _stack(bundle.test, acfg.eval_points)
+    oracle = bundle.oracle
+    # Where the exact tangent spaces are known, the quality figure is the error against them;
+    # elsewhere a second autoencoder (seed + 1) shows how reproducible the estimate is.
+    seeds = (acfg.seed,) if oracle is not None else (acfg.seed, acfg.seed + 1)
     tangents, ae_meta = [], None
-    for seed in (acfg.seed, acfg.seed + 1):  # the second one only checks reproducibility
+    for seed in seeds:
         log(f"artifacts for {acfg.dataset}: training the autoencoder (k={acfg.latent_dim}, "
             f"seed {seed}) ...")  # fmt: skip
         ae_dir = train_autoencoder(
@@ -195,11 +199,15 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         sigma_range=(sigma / 2, sigma * 2),
     )  # fmt: skip
     denoiser_meta = load_denoiser(os.path.join(tmp, "denoiser.pt")).config
-    agreement = largest_principal_angle(tangents[0], tangents[1])
+    if oracle is not None:
+        exact = oracle.tangent_at(x).to(tangents[0].dtype)
+        angles = {"tangent_exact_angle_deg": largest_principal_angle(tangents[0], exact)}
+    else:
+        angles = {"tangent_seed_angle_deg": largest_principal_angle(tangents[0], tangents[1])}
     quality = {
         "ae_val_reconstruction_error": ae_meta["val_reconstruction_error"],
         "ae_epochs_run": ae_meta["epochs_run"],
-        "tangent_seed_angle_deg": float(agreement.mean()),
+        **{name: float(a.mean()) for name, a in angles.items()},
         "denoiser_val_loss": denoiser_meta["val_loss"],
         "denoiser_baseline_val_loss": denoiser_meta["baseline_val_loss"],
         "denoiser_epochs_run": denoiser_meta["epochs_run"],
@@ -223,10 +231,11 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     # Swap the finished folder in whole: a crash mid-build leaves only the .building folder.
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+    (angle_name, angle), *_ = angles.items()
     log(
         f"artifacts for {acfg.dataset}: built in {quality['build_time_s']:.0f} s; autoencoder "
-        f"validation error {quality['ae_val_reconstruction_error']:.4g}, two seeds' tangent "
-        f"spaces {quality['tangent_seed_angle_deg']:.1f} deg apart; denoiser validation loss "
+        f"validation error {quality['ae_val_reconstruction_error']:.4g}, tangent spaces "
+        f"{float(angle.mean()):.1f} deg off ({angle_name}); denoiser validation loss "
         f"{quality['denoiser_val_loss']:.4g} (Gaussian baseline alone "
         f"{quality['denoiser_baseline_val_loss']:.4g})"
     )

@@ -363,10 +363,11 @@ def train_autoencoder(
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, int(round(val_fraction * len(data))))
     fit, val = data[order[n_val:]], data[order[:n_val]]
-    # Gains below a millionth of the data's variance (per-image sum of squares) are noise: a
-    # loss already at that level (a flat manifold, exact from PCA) counts as converged.
+    # Gains below 1e-4 of the data's variance (per-image sum of squares) do not count: on the
+    # flat synthetic set the loss kept creeping from 1e-4 to 1e-5 of it for 400 more epochs
+    # with the tangent spaces already within a degree.
     total_variance = float((fit - fit.mean(0)).pow(2).flatten(1).sum(1).mean())
-    history = LossHistory(patience, floor=1e-6 * total_variance)
+    history = LossHistory(patience, floor=1e-4 * total_variance)
     with _restore_global_rngs(), _quiet_pythae(), tempfile.TemporaryDirectory() as scratch:
         torch.manual_seed(seed)
         encoder, decoder = build_autoencoder_nets(shape, latent_dim, arch)

@@ -315,8 +315,13 @@ def train_denoiser(
         D.eval()
         sigma, noise, y = val_draw
         parts = [
-            _dsm_loss(D, x_val[i : i + 512], sigma[i : i + 512], noise[i : i + 512],
-                      None if y is None else y[i : i + 512])  # fmt: skip
+            _dsm_loss(
+                D,
+                x_val[i : i + 512],
+                sigma[i : i + 512],
+                noise[i : i + 512],
+                None if y is None else y[i : i + 512],
+            )  # fmt: skip
             for i in range(0, n_val, 512)
         ]
         D.train()

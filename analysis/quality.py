@@ -1,0 +1,52 @@
+"""How trustworthy a run's measurement artifacts are (docs/method.md, "Artifact quality").
+
+Every trial row carries the quality figures of the shared artifacts it was measured with
+(one set per dataset): the autoencoder's validation reconstruction error, how far its tangent
+spaces are from the exact ones (synthetic sets) or from a second autoencoder's trained with
+another seed (everywhere else), and the denoiser's validation loss beside that of its Gaussian
+baseline alone. This module gathers them per dataset and says when to distrust them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Above this mean largest principal angle between two seeds' tangent spaces, on/off-manifold
+# figures and rho2 depend on the seed of the autoencoder more than a reader would assume.
+TANGENT_SEED_WARN_DEG = 20.0
+
+QUALITY_COLUMNS = (
+    "ae_val_reconstruction_error", "ae_epochs_run", "tangent_seed_angle_deg",
+    "tangent_exact_angle_deg", "denoiser_val_loss", "denoiser_baseline_val_loss",
+    "denoiser_epochs_run", "build_time_s",
+)  # fmt: skip
+
+
+def artifact_quality(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset: the quality figures (first measured trial's; every trial of a
+    dataset shares the artifacts) and a `warning` string, '' when there is nothing to say."""
+    rows = []
+    for dataset, group in trials.groupby("dataset", sort=True):
+        row: dict = {"dataset": dataset}
+        for col in QUALITY_COLUMNS:
+            values = group[col].dropna() if col in group else pd.Series(dtype=float)
+            row[col] = float(values.iloc[0]) if len(values) else np.nan
+        row["warning"] = quality_warning(row)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", *QUALITY_COLUMNS, "warning"])
+
+
+def quality_warning(row: dict) -> str:
+    """The warnings one dataset's quality figures call for, joined; '' if none."""
+    notes = []
+    seed_angle = row.get("tangent_seed_angle_deg", np.nan)
+    if seed_angle > TANGENT_SEED_WARN_DEG:
+        notes.append(
+            f"two autoencoders trained with different seeds disagree by {seed_angle:.1f} deg "
+            f"on average (> {TANGENT_SEED_WARN_DEG:g}): on/off-manifold figures and rho2 "
+            "depend on the estimate"
+        )
+    if row.get("denoiser_val_loss", np.nan) >= row.get("denoiser_baseline_val_loss", np.nan):
+        notes.append("the trained denoiser does not beat its Gaussian baseline on validation")
+    return "; ".join(notes)
