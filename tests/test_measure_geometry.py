@@ -1,5 +1,5 @@
-"""Geometry of the measurements against exact answers: the pythae autoencoder's tangent spaces
-on the synthetic linear manifold, the batched tangent bases against the per-pixel reference,
+"""Geometry of the measurements: the pythae autoencoder's training and saving, the batched
+tangent bases against the per-pixel reference,
 the on/off split, and batched sensitivities against per-image loops."""
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from trainables.measure.autoencoder import (
 )
 from trainables.measure.sensitivity import default_eps, manifold_sensitivity, mask_sensitivity
 from trainables.measure.tangent import (
-    principal_angles,
     split_on_off,
     tangent_bases,
     tangent_basis_reference,
 )
 
-AE_EPOCHS = 40  # ~6-8 s on one loaded core; 20 epochs gave a mean largest angle of 3.2 deg
+AE_MAX_EPOCHS = 40  # enough for a round trip; the tangent bounds live in test_ground_truth.py
 
 
 @pytest.fixture(autouse=True)
@@ -47,29 +46,9 @@ def trained_ae(synthetic, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ae")
     x = synthetic.train.tensors[0]
-    path = train_autoencoder(x, LATENT_DIMS["synthetic-manifold"], AE_EPOCHS, seed=0, out_dir=out)
+    k = LATENT_DIMS["synthetic-manifold"]
+    path = train_autoencoder(x, k, AE_MAX_EPOCHS, seed=0, out_dir=out)
     return path
-
-
-def test_autoencoder_tangent_space_matches_exact_span(synthetic, trained_ae):
-    """The decoder's tangent spaces recover span[A B] of the synthetic manifold.
-
-    Measured (seeds 0-3, 40 epochs, 600 test points): mean over points of the largest principal
-    angle 1.8-2.0 deg, worst point 3.5-4.2 deg (a random 8-dim subspace of R^128: ~90 deg).
-    Bounds with margin: mean < 4 deg, worst point < 10 deg.
-    """
-    ae = load_autoencoder(trained_ae)
-    x = synthetic.test.tensors[0]
-    with torch.no_grad():
-        z = ae.encode(x)
-    q = tangent_bases(ae.decode, z)
-    exact = synthetic.oracle.tangent_basis().float()
-    largest = principal_angles(q, exact.expand(len(q), -1, -1))[:, -1]
-    assert largest.mean() < 4.0, f"mean largest principal angle {largest.mean():.2f} deg"
-    assert largest.max() < 10.0, f"worst largest principal angle {largest.max():.2f} deg"
-    # Q is orthonormal: Q^T Q = I for every point.
-    eye = torch.eye(q.shape[2]).expand(len(q), -1, -1)
-    torch.testing.assert_close(q.transpose(1, 2) @ q, eye, atol=1e-5, rtol=0)
 
 
 def test_autoencoder_save_load_round_trip(synthetic, trained_ae):
@@ -93,7 +72,7 @@ def test_training_is_quiet_and_ignores_distributed_env(tmp_path, capfd, monkeypa
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     x = torch.rand(40, 1, 8, 8)
     state = torch.random.get_rng_state()
-    path = train_autoencoder(x, 2, epochs=2, seed=1, out_dir=tmp_path, batch_size=16)
+    path = train_autoencoder(x, 2, max_epochs=2, seed=1, out_dir=tmp_path, batch_size=16)
     out, err = capfd.readouterr()
     assert out == "" and err == "", (out, err)
     assert {k: os.environ.get(k) for k in env} == env and "MASTER_ADDR" not in os.environ
