@@ -141,6 +141,19 @@ register(
     )
 )
 
+register(
+    Preset(
+        name="synthetic-curved",
+        description="curved-manifold oracle set (exact tangent spaces, scores and Bayes "
+        "posterior on a curved manifold), 4 methods x 5 strengths + baseline, 2 seeds",
+        dataset="synthetic-curved",
+        methods=("none", *ROBUST_METHODS),
+        strengths=PROTOTYPE_STRENGTHS[5],
+        seeds=2,
+        overrides=dict(eval_points=128),
+    )
+)
+
 
 # ---- GPU presets (the paper's settings, docs/method.md) -------------------------------------
 def paper_strengths(batch_size: int, pgd_ref: tuple[float, ...]) -> dict[str, tuple[float, ...]]:
