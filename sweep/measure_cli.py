@@ -72,7 +72,10 @@ def cmd_measure(args) -> int:
         raise UsageError(str(err)) from None
     lines: list[str] = []
     if args.manifest:
-        specs = read_manifest(args.manifest, lines.append)
+        try:
+            specs = read_manifest(args.manifest, lines.append)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     else:
         _check_args(args)
         specs = [

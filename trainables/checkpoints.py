@@ -48,6 +48,8 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.mean.shape[1]:  # broadcasting would silently turn grey into RGB
+            raise ValueError(f"normalization expects {self.mean.shape[1]} channels")
         if self.clamp:
             x = x.clamp(0, 1)
         return self.model((x - self.mean) / self.std)
