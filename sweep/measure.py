@@ -64,11 +64,12 @@ def plan(specs: list[ModelSpec], base: TrialConfig, log) -> tuple[list[Plan], in
         try:
             sha = file_sha256(spec.path)
         except FileNotFoundError:
-            log(f"[pags] bad checkpoint: {spec.path}: file not found")
+            log(f"[pags] bad checkpoint {spec.name}: {spec.path}: file not found")
             bad += 1
             continue
         except OSError as err:
-            log(f"[pags] bad checkpoint: {spec.path}: cannot read it ({err.strerror or err})")
+            why = err.strerror or err
+            log(f"[pags] bad checkpoint {spec.name}: {spec.path}: cannot read it ({why})")
             bad += 1
             continue
         cid = config_id(spec, sha, base)
@@ -199,7 +200,7 @@ def _finish(kind, a, b, p: Plan, out_dir: str, log, progress) -> int:
         progress.best(a["summary"].get("alignment"), p.spec)
         progress.show(force=True)
         return 0
-    log(f"[pags] bad checkpoint: {a}")
+    log(f"[pags] bad checkpoint {p.spec.name}: {a}")
     progress.show(force=True)
     return 1
 
