@@ -93,6 +93,7 @@ def test_checkpoint_and_state_dict_measure_as_the_trial_did(trained):
     assert a["checkpoint_sha256"] != b["checkpoint_sha256"]
     assert (a["seed"], a["epochs"], a["method"], a["model"]) == (0, 1, "pretrained", "small-cnn")
     assert a["input_size"] == "1x28x14" and a["input_normalization"] == "none"
+    print("trial, pags checkpoint:", {c: (result[c], a[c]) for c in HEADLINE})
     for col in HEADLINE:  # identical, not close: the same pipeline on the same weights
         assert a[col] == b[col] == result[col], col
         assert math.isfinite(a[col]), col
@@ -247,3 +248,48 @@ def test_foreign_files_are_not_unpickled_as_code(tmp_path):
     torch.save({"model": fractions.Fraction(1, 3)}, path)  # any object beyond tensors
     with pytest.raises(checkpoints.CheckpointError, match="not a readable torch checkpoint"):
         checkpoints.load(str(path), "state_dict", "small-cnn", (1, 28, 14), 10)
+
+
+# ---- through Ray: one task per checkpoint, progress line, a rerun keeps what is done ---------
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_manifest_family_through_ray_then_analyze(tmp_path):
+    """Three checkpoints of a labelled family measured as Ray tasks by the CLI in a subprocess.
+    Ray's workers cannot see a monkeypatch, so a briefly trained artifact set is put where
+    the real one would be cached (this test checks the plumbing, not the numbers)."""
+    import subprocess
+    import sys
+
+    from trainables.config import TrialConfig
+    from trainables.data import load_dataset
+
+    cfg = TrialConfig.from_dict({"eval_points": 16, "noise_draws": 2})
+    real = art_mod.ArtifactConfig.for_trial(cfg)
+    quick = dataclasses.replace(
+        real, **{f.name: 2 for f in dataclasses.fields(real) if "epochs" in f.name}
+    )
+    cache = tmp_path / "cache"
+    art_mod._build(quick, load_dataset(cfg.dataset), art_mod.artifact_dir(real, str(cache)),
+                   lambda *_: None)  # fmt: skip
+    rows = ["name,path,arch,format,strength,label"]
+    for i, strength in enumerate((0.0, 0.1, 1.0)):
+        torch.manual_seed(i)
+        torch.save(build_model("small-cnn", 1, 10, "softplus").state_dict(), tmp_path / f"{i}.pt")
+        rows.append(f"m{i},{i}.pt,small-cnn,state_dict,{strength},family")
+    (tmp_path / "models.csv").write_text("\n".join(rows) + "\n")
+    cmd = [sys.executable, "-m", "sweep.cli", "measure", "--manifest", tmp_path / "models.csv",
+           *MEASURE, "--cache-dir", cache, "--output", tmp_path / "out",
+           "--num-cpus", "2"]  # fmt: skip
+    out = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[pags measure]" in out.stdout and "3/3 done" in out.stdout, out.stdout
+    t = load_results(tmp_path / "out").trials
+    assert sorted(t["strength"]) == [0.0, 0.1, 1.0] and set(t["method"]) == {"family"}
+    assert t["alignment"].map(math.isfinite).all()
+    again = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0 and "3 already measured" in again.stdout, again.stdout
+    assert "done" not in again.stdout.replace("already", "")  # no task ran
+    code, _, err = pags("analyze", tmp_path / "out")
+    assert code == 0 and (tmp_path / "out" / "report" / "report.md").exists(), err
