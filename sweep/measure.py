@@ -152,8 +152,8 @@ def measure_one(p: Plan, base_dict: dict, artifacts, device) -> tuple[str, objec
     try:
         if file_sha256(p.spec.path) != p.checkpoint_sha256:
             return "bad", f"{p.spec.path}: changed while being measured; rerun", None
-        bundle = _dataset(base.dataset, base.data_root)
-        record, maps = measure_checkpoint(p.spec, base, bundle, artifacts, device)
+        bundle_for = functools.partial(_dataset, base.dataset, data_root=base.data_root)
+        record, maps = measure_checkpoint(p.spec, base, bundle_for, artifacts, device)
     except (CheckpointError, OSError) as err:
         return (
             "bad",
@@ -163,11 +163,11 @@ def measure_one(p: Plan, base_dict: dict, artifacts, device) -> tuple[str, objec
     return "ok", record, maps
 
 
-@functools.lru_cache(maxsize=1)
-def _dataset(name: str, data_root: str):
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, seed: int, data_root: str):
     from trainables.data import load_dataset
 
-    return load_dataset(name, 0, data_root)
+    return load_dataset(name, seed, data_root)
 
 
 def _run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool]:
@@ -178,7 +178,9 @@ def _run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool
     if not todo:
         return 0, 0, False
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    art = prepare_artifacts(base, base.artifacts_dir, _dataset(base.dataset, base.data_root), log)
+    art = prepare_artifacts(
+        base, base.artifacts_dir, _dataset(base.dataset, 0, base.data_root), log
+    )
     progress = _Progress(len(todo), log)
     bad = 0
     try:

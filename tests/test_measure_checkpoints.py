@@ -39,7 +39,8 @@ def pags(*args) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 2-epoch trial with its pags checkpoint, the same weights as a plain state_dict, and
+    """A 2-epoch trial at seed 1 (the measurement must take it from the checkpoint) with its
+    pags checkpoint, the same weights as a plain state_dict, and
     the trial's own `--json` result. Artifacts: every training budget cut to 2 epochs (this
     test compares measurements with each other, not with the truth)."""
     torch.set_num_threads(1)
@@ -54,7 +55,8 @@ def trained(tmp_path_factory):
     mp.setattr(art_mod.ArtifactConfig, "for_trial", classmethod(quick))
     root = tmp_path_factory.mktemp("measure")
     cache, ckdir = root / "cache", root / "ck"
-    code, out, err = pags("train", "--epochs", "2", "--set", "train_subset=512", *MEASURE,
+    code, out, err = pags("train", "--epochs", "2", "--seed", "1", "--set", "train_subset=512",
+                          *MEASURE,
                           "--checkpoint-dir", ckdir, "--cache-dir", cache, "--output",
                           root / "maps", "--device", "cpu", "--json")  # fmt: skip
     assert code == 0, err
@@ -75,7 +77,7 @@ def test_checkpoint_and_state_dict_measure_as_the_trial_did(trained):
     assert code == 0, out + err
     # the plain state_dict knows neither seed nor epoch: given as the trial's
     code, out, err = pags(*common, "--checkpoint", trained["plain"], "--format", "state_dict",
-                          "--arch", "small-cnn", "--seed", "0", "--epoch", "2")  # fmt: skip
+                          "--arch", "small-cnn", "--seed", "1", "--epoch", "2")  # fmt: skip
     assert code == 0, out + err
     assert "2 models in the tables" in out
     # measured results are kept: the same command again reruns nothing
@@ -91,7 +93,7 @@ def test_checkpoint_and_state_dict_measure_as_the_trial_did(trained):
     a, b = t.loc["pags"], t.loc["state_dict"]
     assert a["weights_sha256"] == b["weights_sha256"]
     assert a["checkpoint_sha256"] != b["checkpoint_sha256"]
-    assert (a["seed"], a["epochs"], a["method"], a["model"]) == (0, 2, "pretrained", "small-cnn")
+    assert (a["seed"], a["epochs"], a["method"], a["model"]) == (1, 2, "pretrained", "small-cnn")
     assert a["input_size"] == "1x28x14" and a["input_normalization"] == "none"
     print("trial, pags checkpoint:", {c: (result[c], a[c]) for c in HEADLINE})
     for col in HEADLINE:  # identical, not close: the same pipeline on the same weights

@@ -10,6 +10,7 @@ No Ray in here: `sweep/measure.py` runs this as one Ray task per checkpoint.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -53,19 +54,23 @@ class ModelSpec:
 def measure_checkpoint(
     spec: ModelSpec,
     base: TrialConfig,
-    bundle: DataBundle,
+    bundle_for: Callable[[int], DataBundle],
     artifacts: Artifacts,
     device: torch.device,
 ) -> tuple[dict, dict | None]:
     """(record, maps). `base` carries the dataset and measurement settings; its seed is
-    replaced by the checkpoint's. Raises `checkpoints.CheckpointError` for a bad file."""
+    replaced by the checkpoint's, and `bundle_for(seed)` gives the data at that seed (as the
+    trial's: on the distractor sets the test images depend on it). Raises
+    `checkpoints.CheckpointError` for a bad file."""
     start = time.perf_counter()
+    shape, num_classes = bundle_for(0).shape, bundle_for(0).num_classes
     loaded = checkpoints.load(
-        spec.path, spec.format, spec.arch, bundle.shape, bundle.num_classes, spec.activation
+        spec.path, spec.format, spec.arch, shape, num_classes, spec.activation
     )
     seed = _first(spec.seed, loaded.seed, 0)
     epoch = _first(spec.epoch, loaded.epoch, 0)
     cfg = base.replace(seed=seed)
+    bundle = bundle_for(seed)
     model = loaded.model.to(device)
     # As run_trial does around its measurements (denormals), so that the numbers match.
     torch.set_flush_denormal(True)
