@@ -56,7 +56,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("measure")
     cache, ckdir = root / "cache", root / "ck"
     code, out, err = pags("train", "--epochs", "2", "--seed", "1", "--set", "train_subset=512",
-                          *MEASURE,
+                          "--set", "lr=0.01", *MEASURE,
                           "--checkpoint-dir", ckdir, "--cache-dir", cache, "--output",
                           root / "maps", "--device", "cpu", "--json")  # fmt: skip
     assert code == 0, err
