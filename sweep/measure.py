@@ -20,11 +20,14 @@ otherwise; 130 when interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -110,9 +113,13 @@ def run_measure(
         if len(todo) < len(plans):
             log(f"[pags] {len(plans) - len(todo)} already measured in {out_dir}: kept, not rerun")
         run = _run_local if local else _run_ray
-        failed, bad_now, interrupted = run(todo, base, out_dir, log, device=device,
-                                           address=address, num_cpus=num_cpus, cpus=cpus,
-                                           gpus=gpus)  # fmt: skip
+        try:
+            with _sigterm_interrupts():
+                failed, bad_now, interrupted = run(todo, base, out_dir, log, device=device,
+                                                   address=address, num_cpus=num_cpus,
+                                                   cpus=cpus, gpus=gpus)  # fmt: skip
+        except KeyboardInterrupt:  # before any measurement ran (preparing artifacts, Ray)
+            failed, bad_now, interrupted = 0, 0, True
         bad += bad_now
         from sweep.driver import driver_versions
 
@@ -131,6 +138,24 @@ def run_measure(
         return 1
     log(f"next: pags analyze {out_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a batch scheduler's preemption, `kill`) stops like Ctrl-C: the finished
+    measurements' tables are written and a rerun measures the rest. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:

@@ -264,17 +264,8 @@ def test_manifest_family_through_ray_then_analyze(tmp_path):
     import subprocess
     import sys
 
-    from trainables.config import TrialConfig
-    from trainables.data import load_dataset
-
-    cfg = TrialConfig.from_dict({"eval_points": 16, "noise_draws": 2})
-    real = art_mod.ArtifactConfig.for_trial(cfg)
-    quick = dataclasses.replace(
-        real, **{f.name: 2 for f in dataclasses.fields(real) if "epochs" in f.name}
-    )
     cache = tmp_path / "cache"
-    art_mod._build(quick, load_dataset(cfg.dataset), art_mod.artifact_dir(real, str(cache)),
-                   lambda *_: None)  # fmt: skip
+    _real_place_quick_artifacts(cache)
     rows = ["name,path,arch,format,strength,label"]
     for i, strength in enumerate((0.0, 0.1, 1.0)):
         torch.manual_seed(i)
@@ -295,3 +286,54 @@ def test_manifest_family_through_ray_then_analyze(tmp_path):
     assert "done" not in again.stdout.replace("already", "")  # no task ran
     code, _, err = pags("analyze", tmp_path / "out")
     assert code == 0 and (tmp_path / "out" / "report" / "report.md").exists(), err
+
+
+def _real_place_quick_artifacts(cache) -> None:
+    """Briefly trained artifacts where the real (default-budget) set would be cached: for
+    subprocesses, which a monkeypatch cannot reach (plumbing tests, not numbers)."""
+    from trainables.config import TrialConfig
+    from trainables.data import load_dataset
+
+    cfg = TrialConfig.from_dict({"eval_points": 16, "noise_draws": 2})
+    real = art_mod.ArtifactConfig.for_trial(cfg)
+    quick = dataclasses.replace(
+        real, **{f.name: 2 for f in dataclasses.fields(real) if "epochs" in f.name}
+    )
+    art_mod._build(quick, load_dataset(cfg.dataset), art_mod.artifact_dir(real, str(cache)),
+                   lambda *_: None)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_remeasuring(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    _real_place_quick_artifacts(cache)
+    paths = []
+    for i in range(4):
+        torch.manual_seed(i)
+        paths.append(tmp_path / f"{i}.pt")
+        torch.save(build_model("small-cnn", 1, 10, "softplus").state_dict(), paths[-1])
+    out_dir = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sweep.cli", "measure", "--local", "--device", "cpu",
+           "--format", "state_dict", "--arch", "small-cnn", *MEASURE, "--cache-dir", cache,
+           "--output", out_dir] + [a for p in paths for a in ("--checkpoint", p)]  # fmt: skip
+    cmd = list(map(str, cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = out_dir / "records"
+    while proc.poll() is None and not (records.exists() and any(records.glob("*.json"))):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # the driver dies mid-run, writing nothing more
+    proc.wait()
+    done = sorted(records.glob("*.json"))
+    assert 1 <= len(done) < 4
+    stamps = [p.stat().st_mtime_ns for p in done]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(done)} already measured" in again.stdout, again.stdout
+    assert [p.stat().st_mtime_ns for p in done] == stamps  # kept, not rerun
+    assert len(load_results(out_dir).trials) == 4
