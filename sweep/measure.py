@@ -40,6 +40,8 @@ from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
 from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
 
+SETTINGS_FILE = "measure_config.json"
+
 
 @dataclasses.dataclass
 class Plan:
@@ -106,6 +108,7 @@ def run_measure(
     storage.check_writable(out_dir)
     base = base.replace(artifacts_dir=base.artifacts_dir or default_cache_dir())
     with experiment.locked(out_dir):
+        _claim(out_dir, base)
         plans, bad = plan(specs, base, log)
         bad += invalid
         done = read_records(out_dir)
@@ -138,6 +141,24 @@ def run_measure(
         return 1
     log(f"next: pags analyze {out_dir}")
     return 0
+
+
+def _claim(out_dir: str, base: TrialConfig) -> None:
+    """One dataset and one set of measurement settings per directory, as one sweep per
+    directory: the tables of a directory must be comparable. ValueError names the field."""
+    path = os.path.join(out_dir, SETTINGS_FILE)
+    settings = {k: base.to_dict()[k] for k in ("dataset", *MEASURE_FIELDS)}
+    settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
+    old = storage.read_text(path)
+    if old is not None:
+        for key, value in json.loads(old).items():
+            if settings.get(key) != value:
+                raise ValueError(
+                    f"{out_dir} holds measurements with {key}={value!r}, not "
+                    f"{settings.get(key)!r}; allowed: the same settings, or another --output"
+                )
+        return
+    storage.write_text_atomic(path, json.dumps(settings, indent=1))
 
 
 @contextlib.contextmanager
@@ -207,15 +228,21 @@ def _run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool
         base, base.artifacts_dir, _dataset(base.dataset, 0, base.data_root), log
     )
     progress = _Progress(len(todo), log)
-    bad = 0
+    bad = failed = 0
     try:
         for p in todo:
             progress.running = 1
-            kind, a, b = measure_one(p, base.to_dict(), art, dev)
+            try:
+                kind, a, b = measure_one(p, base.to_dict(), art, dev)
+            except Exception as err:  # not the file's fault: count it, go on, exit 1
+                failed += 1
+                progress.done += 1
+                log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+                continue
             bad += _finish(kind, a, b, p, out_dir, log, progress)
     except KeyboardInterrupt:
-        return 0, bad, True
-    return 0, bad, False
+        return failed, bad, True
+    return failed, bad, False
 
 
 def _finish(kind, a, b, p: Plan, out_dir: str, log, progress) -> int:

@@ -172,6 +172,18 @@ def test_manifest_without_its_columns_is_refused_at_once(tmp_path):
     assert code == 2 and "'lr' is not a measurement setting" in err
 
 
+def test_one_set_of_measurement_settings_per_directory(trained, tmp_path):
+    out_dir = tmp_path / "out"
+    args = ["measure", "--local", "--cache-dir", trained["cache"], "--output", out_dir,
+            "--checkpoint", trained["pags"]]  # fmt: skip
+    code, out, err = pags(*args, *MEASURE)
+    assert code == 0, out + err
+    code, out, err = pags(*args, "--set", "eval_points=24", "--set", "noise_draws=2")
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert "holds measurements with eval_points=16, not 24" in err
+    assert len(load_results(out_dir).trials) == 1
+
+
 def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
     (tmp_path / "m.csv").write_text(
         "name,path,arch,format,seed\na,sub/a.pt,small-cnn,state_dict,3\n"
