@@ -139,7 +139,7 @@ def _claim(out_dir: str, base: TrialConfig) -> None:
     settings = {k: base.to_dict()[k] for k in ("dataset", *MEASURE_FIELDS)}
     settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
     old = storage.read_text(path)
-    if old is not None:
+    if old is not None and read_records(out_dir):  # a directory with nothing measured is free
         for key, value in json.loads(old).items():
             if settings.get(key) != value:
                 raise ValueError(
