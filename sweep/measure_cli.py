@@ -86,8 +86,11 @@ def cmd_measure(args) -> int:
         ]  # fmt: skip
     for line in lines:
         print(f"[pags] bad manifest row: {line}", flush=True)
-    if args.cpus_per_task <= 0 or (args.gpus_per_task or 0) < 0:
-        raise UsageError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
+    if not (args.cpus_per_task > 0 and math.isfinite(args.cpus_per_task)):
+        raise UsageError(f"--cpus-per-task {args.cpus_per_task:g} is invalid; allowed: > 0")
+    gpus = args.gpus_per_task
+    if gpus is not None and not (gpus >= 0 and math.isfinite(gpus)):
+        raise UsageError(f"--gpus-per-task {gpus:g} is invalid; allowed: >= 0")
     try:
         return run_measure(
             specs, base, os.path.abspath(args.output), local=args.local, device=args.device,
@@ -103,6 +106,10 @@ def _check_args(args) -> None:
     from sweep.cli import UsageError
 
     problem = spec_problem(args.format, args.arch, args.strength, args.activation)
+    for flag in ("seed", "epoch"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            problem = f"--{flag} {value} is invalid; allowed: an integer >= 0"
     if problem:
         raise UsageError(problem)
 

@@ -175,6 +175,11 @@ def test_manifest_without_its_columns_is_refused_at_once(tmp_path):
     assert code == 2 and "format 'onnx' is unknown; allowed: pags, state_dict" in err
     code, _, err = pags("measure", "--checkpoint", "x.pt", "--set", "lr=1")
     assert code == 2 and "'lr' is not a measurement setting" in err
+    code, _, err = pags("measure", "--checkpoint", "x.pt", "--format", "state_dict", "--arch",
+                        "small-cnn", "--epoch", "-1")  # fmt: skip
+    assert code == 2 and "--epoch -1 is invalid" in err
+    code, _, err = pags("measure", "--checkpoint", "x.pt", "--cpus-per-task", "nan")
+    assert code == 2 and "--cpus-per-task nan is invalid" in err
 
 
 def test_one_set_of_measurement_settings_per_directory(trained, tmp_path):
