@@ -265,6 +265,41 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "artifact quality: wall time of building the shared artifacts (once per dataset, cached)",
         optional=True,
     ),  # fmt: skip
+    # Rows of `pags measure` (models measured from checkpoint files; "" for trained trials).
+    Column("checkpoint_name", "str", "-", "pags measure: the model's name", optional=True),
+    Column("checkpoint_path", "str", "-", "pags measure: the file measured", optional=True),
+    Column(
+        "checkpoint_format",
+        "str",
+        "-",
+        "pags measure: file format, one of pags, state_dict, torchvision, robustness",
+        optional=True,
+    ),
+    Column(
+        "checkpoint_sha256",
+        "str",
+        "-",
+        "pags measure: SHA-256 of the file's bytes (with the settings, the config_id)",
+        optional=True,
+    ),
+    Column(
+        "weights_sha256",
+        "str",
+        "-",
+        "pags measure: SHA-256 of the loaded tensors; equal = the same model in any format",
+        optional=True,
+    ),
+    Column(
+        "input_normalization",
+        "str",
+        "-",
+        "pags measure: normalization applied to [0, 1] inputs: none, or mean=(..) std=(..) "
+        "(+ clamp01: clamped to [0, 1] first, as the robustness library)",
+        optional=True,
+    ),
+    Column(
+        "input_size", "str", "C x H x W", "pags measure: input size the model got", optional=True
+    ),
     Column("wall_time_s", "float64", "seconds", "wall-clock time of the trial", False),
     Column(
         "search",

@@ -297,16 +297,25 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_measure(args) -> int:
+    from sweep.measure_cli import cmd_measure as measure
+
+    return measure(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from sweep.measure_cli import add_measure_parser
+
     parser = OneLineParser(prog="pags", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_train_parser(sub)
     add_sweep_parser(sub)
     add_analyze_parser(sub)
+    add_measure_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "measure": cmd_measure}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

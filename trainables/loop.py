@@ -7,6 +7,7 @@ travel in the checkpoint, so resuming after epoch k reproduces the uninterrupted
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -192,7 +193,7 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
         metrics["epoch_time_s"] = time.perf_counter() - start
         state.history.append(metrics)
         if on_epoch is not None:
-            on_epoch(metrics, state.state_dict)
+            on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
     return summarize(cfg, state, "completed" if status == "running" else status)
 
 
@@ -214,6 +215,12 @@ def summarize(cfg: TrialConfig, state: TrialState, status: str) -> dict:
     result["history"] = [{k: v for k, v in h.items() if k != "measure_rows"} for h in state.history]
     result["measure_rows"] = [row for h in measured for row in h["measure_rows"]]
     return result
+
+
+def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
+    """The trial's full state plus its config: a pags checkpoint says which architecture,
+    activation and seed it holds, so `pags measure` can rebuild and measure it alone."""
+    return {**state.state_dict(), "config": cfg.to_dict()}
 
 
 def save_checkpoint(state: dict, path: str) -> None:
