@@ -14,7 +14,7 @@ def test_headline_table_is_the_references():
     # score sigma on [0, 1] pixels: the reference's EDM sigma on [-1, 1] divided by 2
     assert {name: h.score_sigma for name, h in HEADLINES.items()} == {
         "cifar10": 0.25, "imagenet64": 0.6, "mnist-distractor": 0.25,
-        "digits-distractor": 0.25, "synthetic-manifold": 0.25,
+        "digits-distractor": 0.25, "synthetic-manifold": 0.25, "synthetic-curved": 0.25,
     }  # fmt: skip
     assert (headline_for("cifar10").gradient, headline_for("cifar10").reference) == (
         "logit_sum", "score_uncond",
