@@ -7,9 +7,9 @@ pixel units, `(B, C, H, W)`. p_sigma is the data distribution convolved with N(0
 
 Sources, by name:
 - "dsm-mlp@0.25" / "dsm-unet@0.25": a small noise-conditional denoiser trained here by denoising
-  score matching over sigma in [0.05, 1] (`train_denoiser`), read through EDM eq. 3:
-  score = (D(x; sigma) - x) / sigma^2. Optionally class-conditional (label dropout gives the
-  unconditional score from the same net).
+  score matching (`train_denoiser`; the artifacts train over sigma in [s/2, 2s] around the
+  read-out s), read through EDM eq. 3: score = (D(x; sigma) - x) / sigma^2. Optionally
+  class-conditional (label dropout gives the unconditional score from the same net).
 - "edm-file@0.5": a user's EDM-style denoiser loaded from a file (`load_edm_denoiser`).
 - "kde@0.25": the exact score of the sigma-smoothed *empirical* distribution (`kde_score`):
   correct for the training set, but it memorizes at small sigma.
