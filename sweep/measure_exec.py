@@ -61,6 +61,13 @@ def measure_one(p: Plan, base_dict: dict, artifacts, device) -> tuple[str, objec
     return "ok", record, maps
 
 
+def _failed(p, err: BaseException, progress, log) -> int:
+    """Count one measurement that failed for a reason other than its file: log it, return 1."""
+    progress.done += 1
+    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+    return 1
+
+
 @functools.lru_cache(maxsize=2)
 def _dataset(name: str, seed: int, data_root: str):
     from trainables.data import load_dataset
@@ -87,9 +94,7 @@ def run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool]
             try:
                 kind, a, b = measure_one(p, base.to_dict(), art, dev)
             except Exception as err:  # not the file's fault: count it, go on, exit 1
-                failed += 1
-                progress.done += 1
-                log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+                failed += _failed(p, err, progress, log)
                 continue
             bad += _finish(kind, a, b, p, out_dir, log, progress)
     except KeyboardInterrupt:
@@ -155,9 +160,7 @@ def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpu
                 try:
                     kind, a, b = ray.get(ready[0])
                 except ray.exceptions.RayError as err:
-                    failed += 1
-                    progress.done += 1
-                    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+                    failed += _failed(p, err, progress, log)
                     continue
                 bad += _finish(kind, a, b, p, out_dir, log, progress)
         except KeyboardInterrupt:

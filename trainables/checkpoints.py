@@ -222,6 +222,7 @@ def weights_sha256(model: nn.Module) -> str:
 
 
 def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (checkpoints, cached artifacts)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

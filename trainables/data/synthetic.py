@@ -141,22 +141,28 @@ def signal_mask(n: int) -> torch.Tensor:
     return mask
 
 
-@DATASETS.register("synthetic-manifold")
-def load_synthetic(seed: int = 0, data_root: str = "") -> DataBundle:
-    # The manifold itself is fixed (seed 0 geometry) so that every seed of a sweep studies the
-    # same problem; the seed changes only the samples drawn from it.
-    oracle = make_oracle(0)
+def oracle_bundle(name: str, oracle, draw, n_train: int, n_test: int, seed: int, info: dict):
+    """The DataBundle of a synthetic set: `draw(oracle, n, generator) -> (x, y)` gives n_train
+    training then n_test test points from a generator seeded with `seed`. The geometry (the
+    oracle) is the caller's, fixed across seeds, so every seed of a sweep studies the same
+    problem and only the samples differ. Both sets share the signal-half/distractor-half masks."""
     g = torch.Generator().manual_seed(seed)
-    x_train, y_train = sample(oracle, N_TRAIN, g)
-    x_test, y_test = sample(oracle, N_TEST, g)
+    x_train, y_train = draw(oracle, n_train, g)
+    x_test, y_test = draw(oracle, n_test, g)
     return DataBundle(
-        name="synthetic-manifold",
+        name=name,
         train=TensorDataset(x_train, y_train),
         test=TensorDataset(x_test, y_test),
-        num_classes=NUM_CLASSES,
-        shape=SHAPE,
-        signal_mask_train=signal_mask(N_TRAIN),
-        signal_mask_test=signal_mask(N_TEST),
+        num_classes=int(y_train.max()) + 1,
+        shape=tuple(x_train.shape[1:]),
+        signal_mask_train=signal_mask(n_train),
+        signal_mask_test=signal_mask(n_test),
         oracle=oracle,
-        info={"k_signal": K_SIGNAL, "k_distractor": K_DISTRACTOR},
+        info=info,
     )
+
+
+@DATASETS.register("synthetic-manifold")
+def load_synthetic(seed: int = 0, data_root: str = "") -> DataBundle:
+    info = {"k_signal": K_SIGNAL, "k_distractor": K_DISTRACTOR}
+    return oracle_bundle("synthetic-manifold", make_oracle(0), sample, N_TRAIN, N_TEST, seed, info)

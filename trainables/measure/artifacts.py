@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
@@ -101,14 +102,6 @@ class Artifacts:
     quality: dict = dataclasses.field(default_factory=dict)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def artifact_dir(cfg: ArtifactConfig, cache_dir: str) -> str:
     return os.path.join(os.path.abspath(cache_dir), f"{cfg.dataset}-{cfg.artifact_id}")
 
@@ -122,7 +115,7 @@ def load_artifacts(folder: str) -> Artifacts:
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         for name, digest in meta["sha256"].items():
-            if _sha256(os.path.join(folder, name)) != digest:
+            if file_sha256(os.path.join(folder, name)) != digest:
                 raise ValueError(f"{name} fails its SHA-256 checksum (truncated or modified)")
     except (OSError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"{folder}: incomplete artifact set ({err})") from None
@@ -224,7 +217,7 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         "config": dataclasses.asdict(acfg),
         "artifact_id": acfg.artifact_id,
         "quality": quality,
-        "sha256": {name: _sha256(os.path.join(tmp, name)) for name in files},
+        "sha256": {name: file_sha256(os.path.join(tmp, name)) for name in files},
     }
     with open(os.path.join(tmp, META_FILE), "w") as f:
         json.dump(meta, f, indent=1)
