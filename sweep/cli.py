@@ -149,8 +149,9 @@ def _csv(text: str) -> list[str]:
 
 
 def _floats(text: str) -> list[float]:
+    # An empty item ("0.1," or "0.1,,1") is refused, not dropped: it is usually a typo.
     try:
-        return [float(t) for t in _csv(text)]
+        return [float(t) for t in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of numbers"
