@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pags-installed
 
-.PHONY: install demo test test-all lint
+.PHONY: install demo study test test-all lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pags sweep --preset digits-quick
 	$(BIN)/pags analyze results/digits-quick
+
+# The study behind RESULTS.md: two sweeps (3 seeds each), then the verdicts (~35 min, 2 cores).
+study: $(STAMP)
+	$(BIN)/pags sweep --preset study-digits
+	$(BIN)/pags sweep --preset study-curved
+	$(BIN)/python -m analysis.study_report results/study-digits results/study-curved
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

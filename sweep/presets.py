@@ -232,3 +232,46 @@ register(
         gpus_per_trial=1.0,
     )
 )
+
+
+# ---- The study (RESULTS.md, `make study`) ----------------------------------------------------
+# Fixed before any study result was seen: the prototype's ranges (weak to excessive on digits)
+# at 7 strengths for digits and 5 for the curved set, 3 seeds; the demo's training recipe and
+# 48 evaluation points so that both sweeps fit in 40 minutes on 2 CPU cores (BENCHMARKS.md).
+STUDY_OVERRIDES = dict(epochs=8, batch_size=32, lr=3e-3, eval_points=48, noise_draws=4)
+
+
+def study_strengths(n: int) -> dict[str, tuple[float, ...]]:
+    return {
+        "gradnorm": grid(np.logspace(-2, 2, n)),
+        "smoothness": grid(np.logspace(-2, 2, n)),
+        "randsmooth": grid(np.geomspace(0.05, 1.2, n)),
+        "pgd_l2": grid(np.geomspace(0.1, 2.0, n)),
+    }
+
+
+register(
+    Preset(
+        name="study-digits",
+        description="the study's first half (RESULTS.md): digits with a distractor, "
+        "4 methods x 7 strengths + baseline, 3 seeds",
+        dataset="digits-distractor",
+        methods=("none", *ROBUST_METHODS),
+        strengths=study_strengths(7),
+        seeds=3,
+        overrides=STUDY_OVERRIDES,
+    )
+)
+
+register(
+    Preset(
+        name="study-curved",
+        description="the study's second half (RESULTS.md): the curved oracle set (exact "
+        "tangents, score, Bayes gradient), 4 methods x 5 strengths + baseline, 3 seeds",
+        dataset="synthetic-curved",
+        methods=("none", *ROBUST_METHODS),
+        strengths=study_strengths(5),
+        seeds=3,
+        overrides=STUDY_OVERRIDES,
+    )
+)

@@ -143,8 +143,11 @@ def build_measurer(
         nulls = null_maps(x, gen)
         maps = {**grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
                 "score": score_cond, "score_uncond": score_uncond}  # fmt: skip
-        pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score"),
-                 ("null_noise", head.reference), ("null_input", head.reference)]  # fmt: skip
+        pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
+        # Null references (a noise map, the input image) against every score a gradient meets,
+        # so each alignment figure has a trivial map's value beside it.
+        for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
+            pairs += [("null_noise", ref), ("null_input", ref)]
         if score_label is not None:
             maps["score_label"] = score_label
             pairs.append(("pred_logit", "score_label"))
@@ -171,6 +174,9 @@ def build_measurer(
         # Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses.
         g = grads[head.gradient]
         r2_row = _row("rho2", rho2(g, q).cpu(), epoch, gradient=head.gradient)
+        for other in ("logit_sum", "pred_logit"):  # rho2 for both pairs' gradients
+            if other != head.gradient:
+                rows.append(_row("rho2", rho2(grads[other], q).cpu(), epoch, gradient=other))
         r1 = rho1(model, x, q, RHO1_LEVELS, RHO1_DRAWS, gen, head.gradient)  # (S, B)
         r1_rows = [
             _row("rho1", v, epoch, eps=level, gradient=head.gradient)

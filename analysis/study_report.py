@@ -1,0 +1,308 @@
+"""RESULTS.md from the study's sweeps: `python -m analysis.study_report DIR [DIR ...]`.
+
+`make study` runs the two study presets and then this module; it writes RESULTS.md (verdict
+table first, then each finding's numbers, null references, the oracle set's yardsticks, the
+rules behind the verdicts) and small PNG figures. The numbers come from `analysis.study`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+from analysis import study
+from analysis.document import Document, cell
+from analysis.groups import BASELINE_METHOD
+from analysis.load import ResultsError, load_results
+from analysis.quality import artifact_quality
+from analysis.schema import STRENGTH_SYMBOL
+
+PAIR_NAMES = {
+    ("pred_logit", "score"): "predicted-class logit vs class-conditional score",
+    ("logit_sum", "score_uncond"): "sum of logits vs unconditional score",
+}
+COMMANDS = (
+    "pags sweep --preset study-digits",
+    "pags sweep --preset study-curved",
+    "python -m analysis.study_report results/study-digits results/study-curved",
+)
+METHOD_COLORS = {"gradnorm": "tab:blue", "smoothness": "tab:orange", "randsmooth": "tab:green",
+                 "pgd_l2": "tab:purple"}  # fmt: skip
+
+
+def interval(est, lo, hi) -> str:
+    return f"{cell(est)} [{cell(lo)}, {cell(hi)}]"
+
+
+def strength(method: str, value: float) -> str:
+    return f"{STRENGTH_SYMBOL.get(method, 'strength')}={cell(value)}"
+
+
+def verdict_table(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One line per (finding, dataset, method or pair): the verdict and its deciding figure."""
+    rows = []
+    for (dataset, method), r in t["f1"].groupby(["dataset", "method"], sort=False):
+        verdicts = set(r["verdict"])
+        v = (study.FAILS if study.FAILS in verdicts else
+             study.HOLDS if verdicts == {study.HOLDS} else study.UNSURE)  # fmt: skip
+        figures = "; ".join(
+            f"{q} {interval(x.estimate, x.ci_low, x.ci_high)}" for q, x in
+            zip(r["quantity"], r.itertuples(), strict=True)
+        )  # fmt: skip
+        s = r["strength"].iloc[0]
+        rows.append(("F1 off-manifold robustness rises", dataset, method, v,
+                     f"at {strength(method, s)}: {figures}"))  # fmt: skip
+    for x in t["f2"].itertuples():
+        rows.append((f"F2 interior peak ({x.gradient} / {x.reference})", x.dataset, x.method,
+                     x.verdict, f"peak {strength(x.method, x.peak_strength)}, gain "
+                     f"{interval(x.gain, x.gain_ci_low, x.gain_ci_high)}, regime "
+                     f"{x.regime_paper} / {x.regime_scale_free}"))  # fmt: skip
+    for x in t["f3"].itertuples():
+        rows.append(("F3 distractor vs signal", x.dataset, x.method, x.verdict,
+                     f"at {strength(x.method, x.strength)}: log ratio change "
+                     f"{interval(x.estimate, x.ci_low, x.ci_high)}"))  # fmt: skip
+    for x in t["link"][t["link"]["scope"] == "all trials"].itertuples():
+        rows.append((f"link: {x.quantity} vs alignment", x.dataset,
+                     f"{x.gradient} / {x.reference}", x.verdict,
+                     f"Spearman {interval(x.spearman, x.ci_low, x.ci_high)}, n={x.n}"))  # fmt: skip
+    return pd.DataFrame(rows, columns=["finding", "dataset", "method / pair", "verdict", "numbers"])
+
+
+def summary_lines(verdicts: pd.DataFrame) -> list[str]:
+    """Per finding and dataset: how many methods (or pairs) each verdict got, in words."""
+    lines = []
+    for (finding, dataset), rows in verdicts.groupby(["finding", "dataset"], sort=False):
+        counts = rows["verdict"].value_counts()
+        parts = [f"{counts[v]} {v}" for v in (study.HOLDS, study.FAILS, study.UNSURE)
+                 if v in counts]  # fmt: skip
+        who = {v: ", ".join(rows.loc[rows["verdict"] == v, "method / pair"])
+               for v in counts.index}  # fmt: skip
+        detail = "; ".join(f"{v}: {who[v]}" for v in (study.HOLDS, study.FAILS, study.UNSURE)
+                           if v in who)  # fmt: skip
+        lines.append(f"{finding}, {dataset}: {', '.join(parts)} ({detail})")
+    return lines
+
+
+def study_figure(df: pd.DataFrame, dataset: str) -> Figure:
+    """Per method (columns): both pairs' alignment with the null references, rho2 and off/on,
+    and accuracy against strength; means over seeds with the seeds' range as a band; the
+    baseline (strength 0) dotted."""
+    d = df[df["dataset"] == dataset]
+    methods = sorted(set(d["method"]) - {BASELINE_METHOD})
+    base = d[d["method"] == BASELINE_METHOD]
+    fig = Figure(figsize=(3.0 * len(methods), 7.2), dpi=70)
+    axes = fig.subplots(3, len(methods), squeeze=False, sharex="col")
+    panels = [
+        [(study.align_col(*p), " / ".join(p)) for p in study.PAIRS],
+        [("rho2", "rho2"), (study.OFF_ON, "off/on")],
+        [("test_accuracy", "accuracy")],
+    ]
+    styles = ["-", "--"]
+    for j, method in enumerate(methods):
+        m = d[d["method"] == method]
+        for i, panel in enumerate(panels):
+            ax = axes[i, j]
+            for k, (col, label) in enumerate(panel):
+                if col not in m or m[col].isna().all():
+                    continue
+                g = m.groupby("strength")[col]
+                ax.plot(g.mean().index, g.mean(), styles[k], marker="o", ms=3,
+                        color=METHOD_COLORS.get(method, "k"), label=label)  # fmt: skip
+                ax.fill_between(g.min().index, g.min(), g.max(), alpha=0.15,
+                                color=METHOD_COLORS.get(method, "k"))  # fmt: skip
+                if col in base:
+                    ax.axhline(base[col].mean(), ls=styles[k], lw=0.8, color="gray")
+                if i == 0:
+                    null = study.align_col("null_input", study.PAIRS[k][1])
+                    if null in d:
+                        ax.axhline(d[null].mean(), ls=styles[k], lw=0.8, color="tab:red")
+            ax.set_xscale("log")
+            ax.tick_params(labelsize=7)
+            if j == 0:
+                ax.set_ylabel(["alignment (LPIPS)", "rho2, off/on", "accuracy"][i], fontsize=8)
+            if i == 0:
+                ax.set_title(method, fontsize=9)
+            if i == 2:
+                ax.set_xlabel(STRENGTH_SYMBOL.get(method, "strength"), fontsize=8)
+            if j == 0 and i < 2:
+                ax.legend(fontsize=6)
+    fig.suptitle(f"{dataset}: gray = baseline (strength 0), red = input-image null map",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def write_results(dirs: list[str], out: Path, figdir: Path, n_boot: int = 1000) -> Path:
+    res = load_results(dirs)
+    t = study.analyse(res, n_boot=n_boot)
+    figdir.mkdir(parents=True, exist_ok=True)
+    doc = Document("pags study: the paper's findings on the data pags ships")
+    _intro(doc, res, t)
+    verdicts = verdict_table(t)
+    doc.heading("Summary")
+    doc.bullets(summary_lines(verdicts))
+    doc.heading("Verdicts")
+    doc.table(verdicts)
+    _f1(doc, t)
+    _f2(doc, t)
+    _f3(doc, t)
+    _link(doc, t)
+    _nulls(doc, t)
+    _oracle(doc, t)
+    _quality(doc, res.trials)
+    for dataset in sorted(set(t["trials"]["dataset"])):
+        path = figdir / f"study-{dataset}.png"
+        study_figure(t["trials"], dataset).savefig(path)
+        doc.image(path, str(path.relative_to(out.parent)) if path.is_relative_to(out.parent)
+                  else str(path), f"{dataset}: the sweep per method")  # fmt: skip
+    _rules(doc)
+    out.write_text(doc.markdown() + "\n")
+    return out
+
+
+def _intro(doc: Document, res, t) -> None:
+    trials = res.trials
+    done = trials["status"] == "completed"
+    lines = [
+        "Generated by `make study`, which runs, on the embedded data (no download):",
+        "",
+        *[f"    {c}" for c in COMMANDS],
+        "",
+        f"Trials: {int(done.sum())} completed of {len(trials)} "
+        f"({', '.join(f'{k} {v}' for k, v in trials['status'].value_counts().items())}); "
+        f"datasets {', '.join(sorted(set(trials['dataset'])))}; seeds "
+        f"{', '.join(str(s) for s in sorted(set(trials['seed'])))}; total trial time "
+        f"{trials['wall_time_s'].sum() / 60:.1f} min on the machine that ran it "
+        "(BENCHMARKS.md has the wall time).",
+        "",
+        "Intervals are 95 % intervals across seeds (Student t, 3 seeds) unless a table says "
+        "otherwise; the rules behind each verdict are at the end. Quantities are defined in "
+        "docs/method.md.",
+    ]
+    doc.para("\n".join(lines))
+
+
+def _f1(doc: Document, t) -> None:
+    doc.heading("F1: robust training raises relative off-manifold robustness")
+    doc.para(
+        "Per method: rho2 (the gradient's off-manifold share) and off/on sensitivity at the "
+        "largest strength whose mean accuracy stays within "
+        f"{study.MAX_ACCURACY_DROP} of the baseline's, minus the same seed's baseline. The "
+        "paper predicts both below 0."
+    )
+    doc.table(t["f1"])
+
+
+def _f2(doc: Document, t) -> None:
+    doc.heading("F2: alignment peaks inside the Bayes-aligned regime and falls beyond it")
+    doc.para(
+        "Per method and gradient/score pair (perceptual alignment, LPIPS). peak_strength is the "
+        "argmax of the mean curve over seeds (interval: seeds resampled); gain is the alignment "
+        "at the leave-one-seed-out peak minus the baseline's; fall is that peak minus the "
+        "largest strength. regime_paper / regime_scale_free: the regime at the peak under the "
+        "paper's and the scale-free criterion."
+    )
+    for pair, rows in t["f2"].groupby(["gradient", "reference"], sort=False):
+        doc.heading(PAIR_NAMES.get(pair, " / ".join(pair)), 3)
+        doc.table(rows.drop(columns=["gradient", "reference"]))
+
+
+def _f3(doc: Document, t) -> None:
+    doc.heading("F3: robust models are relatively more robust to distractor noise")
+    doc.para(
+        "Per method: log of (signal / distractor sensitivity) at the same strength as F1, over "
+        "the same seed's baseline ratio. Above 0: the model became relatively less sensitive "
+        "to noise on the distractor half than on the signal half, as the paper reports."
+    )
+    doc.table(t["f3"])
+
+
+def _link(doc: Document, t) -> None:
+    doc.heading("The link: off-manifold robustness and alignment")
+    doc.para(
+        "Spearman rank correlation over trials (interval: trials resampled), for both pairs; "
+        "rho2 is that pair's gradient's. The paper's account predicts a negative correlation "
+        "(less off-manifold share, better alignment) where accuracy holds; over all trials the "
+        "excessive regime (low rho2, low alignment) can mask it, so both scopes are shown."
+    )
+    doc.table(t["link"])
+
+
+def _nulls(doc: Document, t) -> None:
+    doc.heading("Null references")
+    doc.para(
+        "The alignment of trivial maps with the same score: the input image itself and a "
+        "Gaussian noise map (means over all trials' evaluation points), beside the "
+        "unregularized model's and the best mean of any method and strength. A gradient that "
+        "does not beat the input image is not evidence of perceptual alignment."
+    )
+    doc.table(t["nulls"])
+
+
+def _oracle(doc: Document, t) -> None:
+    if t["oracle"].empty:
+        return
+    doc.heading("The oracle set: do the yardsticks agree on the best strength?")
+    doc.para(
+        "On synthetic-curved the Bayes classifier's gradient, the exact score and the exact "
+        "tangent spaces are known. Per method, the strength each yardstick picks: LPIPS "
+        "alignment with the estimated and with the exact score (highest), the cosine with the "
+        "Bayes gradient (highest) and the exact rho2 (lowest among accurate strengths)."
+    )
+    doc.table(t["oracle"])
+
+
+def _quality(doc: Document, trials: pd.DataFrame) -> None:
+    doc.heading("How far to trust the measurements")
+    doc.para(
+        "The shared artifacts every figure above rests on (docs/method.md, artifact quality): "
+        "the autoencoder's validation reconstruction error, its tangent spaces' mean largest "
+        "angle to the exact ones (synthetic) or to a second autoencoder trained with another "
+        "seed (digits), and the denoiser's validation loss beside its Gaussian baseline's."
+    )
+    q = artifact_quality(trials)
+    doc.table(q)
+    for row in q.itertuples():
+        if row.warning:
+            doc.para(f"Warning, {row.dataset}: {row.warning}.")
+
+
+def _rules(doc: Document) -> None:
+    doc.heading("How the verdicts are decided")
+    doc.bullets([
+        "holds: the 95 % interval lies entirely on the side the paper predicts; does not hold: "
+        "entirely on the other side; inconclusive: it contains 0.",
+        "F1 per method: holds when both rho2 and off/on changes hold; does not hold when "
+        "either does not.",
+        "F2: holds when gain > 0 and fall > 0, the peak is interior (not the baseline, not the "
+        "largest strength), no criterion calls it excessive and one calls it Bayes-aligned; "
+        "does not hold when the gain is below 0, when a non-interior peak has no significant "
+        "gain, or when both criteria call the peak excessive.",
+        "Grids, seeds and the training recipe were fixed in sweep/presets.py before the study "
+        "was first run and were not changed after seeing its results.",
+    ])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.study_report", description=__doc__)
+    p.add_argument("dirs", nargs="+", help="experiment directories of the study presets")
+    p.add_argument("--out", default="RESULTS.md")
+    p.add_argument("--figures", default="docs/study", help="folder for the PNG figures")
+    p.add_argument("--n-boot", type=int, default=1000)
+    args = p.parse_args(argv)
+    try:
+        path = write_results(args.dirs, Path(args.out).resolve(), Path(args.figures).resolve(),
+                             args.n_boot)  # fmt: skip
+    except ResultsError as err:
+        print(f"pags: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
