@@ -139,9 +139,9 @@ def finding_1(df: pd.DataFrame) -> pd.DataFrame:
     for dataset, d in df.groupby("dataset"):
         for method, m, base in _methods(d):
             s = robust_strength(m, base)
-            for col in ("rho2", OFF_ON):
+            for col, name in (("rho2", "rho2"), (OFF_ON, "off/on")):
                 vals = _paired(m, base, col, s, lambda a, b: a - b) if np.isfinite(s) else []
-                rows.append(_row(dataset, method, f"{col} change", vals, -1, strength=s))
+                rows.append(_row(dataset, method, f"{name} change", vals, -1, strength=s))
     return pd.DataFrame(rows)
 
 
@@ -207,7 +207,8 @@ def _peak_row(dataset, method, g, ref, col, m, base, labels, rng, n_boot) -> dic
     interior = peak < top  # the left end is the baseline: the gain must beat it
     gain_side, fall_side = side(gain[1], gain[2], +1), side(fall[1], fall[2], +1)
     said = set(regimes.values())
-    if gain_side == FAILS or said == {"excessive"} or (not interior and gain_side != HOLDS):
+    no_gain = np.isfinite(gain[2]) and gain_side != HOLDS  # an interval, not above 0
+    if gain_side == FAILS or said == {"excessive"} or (not interior and no_gain):
         verdict = FAILS
     elif (gain_side == fall_side == HOLDS and interior and "excessive" not in said
           and "bayes_aligned" in said):  # fmt: skip

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
@@ -35,6 +36,8 @@ METHOD_COLORS = {"gradnorm": "tab:blue", "smoothness": "tab:orange", "randsmooth
 
 
 def interval(est, lo, hi) -> str:
+    if not np.isfinite(lo):
+        return f"{cell(est) or 'n/a'} (no interval)"
     return f"{cell(est)} [{cell(lo)}, {cell(hi)}]"
 
 
@@ -275,13 +278,14 @@ def _rules(doc: Document) -> None:
     doc.heading("How the verdicts are decided")
     doc.bullets([
         "holds: the 95 % interval lies entirely on the side the paper predicts; does not hold: "
-        "entirely on the other side; inconclusive: it contains 0.",
+        "entirely on the other side; inconclusive: it contains 0 (or fewer than 2 seeds give "
+        "no interval).",
         "F1 per method: holds when both rho2 and off/on changes hold; does not hold when "
         "either does not.",
         "F2: holds when gain > 0 and fall > 0, the peak is interior (not the baseline, not the "
         "largest strength), no criterion calls it excessive and one calls it Bayes-aligned; "
-        "does not hold when the gain is below 0, when a non-interior peak has no significant "
-        "gain, or when both criteria call the peak excessive.",
+        "does not hold when the gain is below 0, when a peak at the largest strength has no "
+        "significant gain, or when both criteria call the peak excessive.",
         "Grids, seeds and the training recipe were fixed in sweep/presets.py before the study "
         "was first run and were not changed after seeing its results.",
     ])  # fmt: skip
