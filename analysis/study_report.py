@@ -25,6 +25,8 @@ from analysis.schema import STRENGTH_SYMBOL
 PAIR_NAMES = {
     ("pred_logit", "score"): "predicted-class logit vs class-conditional score",
     ("logit_sum", "score_uncond"): "sum of logits vs unconditional score",
+    ("pred_logit", "bayes_gradient"): "predicted-class logit vs the exact Bayes gradient "
+    "(pixel cosine; oracle set only)",
 }
 COMMANDS = (
     "pags sweep --preset study-digits",
@@ -139,7 +141,11 @@ def study_figure(df: pd.DataFrame, dataset: str) -> Figure:
     return fig
 
 
-def write_results(dirs: list[str], out: Path, figdir: Path, n_boot: int = 1000) -> Path:
+def write_results(
+    dirs: list[str], out: Path, figdir: Path, n_boot: int = 1000, notes: Path | None = None
+) -> Path:
+    """Write RESULTS.md at `out` and its figures into `figdir`. `notes`, when the file exists,
+    is the maintainers' reading of a run (Markdown), placed after the summary as it is."""
     res = load_results(dirs)
     t = study.analyse(res, n_boot=n_boot)
     figdir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +154,9 @@ def write_results(dirs: list[str], out: Path, figdir: Path, n_boot: int = 1000) 
     verdicts = verdict_table(t)
     doc.heading("Summary")
     doc.bullets(summary_lines(verdicts))
+    if notes is not None and notes.exists():
+        doc.heading("Reading these results")
+        doc.para(notes.read_text().strip())
     doc.heading("Verdicts")
     doc.table(verdicts)
     _f1(doc, t)
@@ -297,10 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="RESULTS.md")
     p.add_argument("--figures", default="docs/study", help="folder for the PNG figures")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument(
+        "--notes",
+        default="docs/study/notes.md",
+        help="the maintainers' reading of the run, included when the file exists",
+    )
     args = p.parse_args(argv)
     try:
         path = write_results(args.dirs, Path(args.out).resolve(), Path(args.figures).resolve(),
-                             args.n_boot)  # fmt: skip
+                             args.n_boot, Path(args.notes))  # fmt: skip
     except ResultsError as err:
         print(f"pags: error: {err}", file=sys.stderr)
         return 2
