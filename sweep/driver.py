@@ -93,9 +93,10 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 
 
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:
-    from sweep.artifacts import default_cache_dir, prepare_shared
+    from sweep.artifacts import prepare_shared
     from sweep.export import write_results
     from sweep.launch import run_sweep
+    from trainables.measure.artifacts import default_cache_dir
 
     where = dataclasses.replace(where, cache_dir=where.cache_dir or default_cache_dir())
     refs = prepare_shared(trials, where.cache_dir, where.cpus_per_trial, where.gpus_per_trial, log)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from sweep import storage
 from sweep.config import SweepConfig, first_difference
+from trainables.errors import InputError
 
 SWEEP_FILE = "sweep_config.json"
 LOCK_FILE = ".pags.lock"
@@ -29,7 +30,7 @@ def check_compatible(exp_dir: str, sweep: SweepConfig) -> bool:
     if text is None:
         foreign = [n for n in OWNED if storage.exists(storage.join(exp_dir, n))]
         if foreign:
-            raise ValueError(
+            raise InputError(
                 f"{exp_dir} holds results ({foreign[0]}) without {SWEEP_FILE}; "
                 "allowed: a new or pags-made --output"
             )
@@ -37,10 +38,10 @@ def check_compatible(exp_dir: str, sweep: SweepConfig) -> bool:
     try:
         stored = json.loads(text)
     except json.JSONDecodeError:
-        raise ValueError(f"{storage.join(exp_dir, SWEEP_FILE)} is not valid JSON") from None
+        raise InputError(f"{storage.join(exp_dir, SWEEP_FILE)} is not valid JSON") from None
     diff = first_difference(stored, sweep.to_dict())
     if diff is not None:
-        raise ValueError(
+        raise InputError(
             f"{exp_dir} holds a different sweep: {diff}; allowed: the same "
             "options to resume, or another --output"
         )
@@ -74,7 +75,7 @@ def locked(exp_dir: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            raise ValueError(
+            raise InputError(
                 f"{exp_dir} is in use by another pags sweep (pid {holder}); allowed: wait for "
                 "it to finish, or another --output"
             ) from None

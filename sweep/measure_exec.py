@@ -21,6 +21,7 @@ from sweep.export import MAPS_DIR
 from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
+from trainables.errors import one_line
 from trainables.measure_checkpoint import ModelSpec
 
 
@@ -64,7 +65,7 @@ def measure_one(p: Plan, base_dict: dict, artifacts, device) -> tuple[str, objec
 def _failed(p, err: BaseException, progress, log) -> int:
     """Count one measurement that failed for a reason other than its file: log it, return 1."""
     progress.done += 1
-    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {one_line(err, last=True)}")
     return 1
 
 
@@ -200,8 +201,3 @@ class _Progress:
                       total=self.total)  # fmt: skip
         eta = elapsed / self.done * (self.total - self.done) if self.done else None
         self.log(progress_line(elapsed, counts, self._best, eta, "measure"))
-
-
-def _last_line(err: BaseException) -> str:
-    lines = [ln for ln in str(err).splitlines() if ln.strip()]
-    return lines[-1].strip()[:300] if lines else type(err).__name__

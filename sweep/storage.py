@@ -13,6 +13,8 @@ import posixpath
 
 import pyarrow.fs as pafs
 
+from trainables.errors import InputError
+
 
 def is_uri(path: str) -> bool:
     return "://" in path
@@ -36,7 +38,7 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(path)
     except Exception as err:  # pyarrow raises several types for bad schemes/credentials
-        raise ValueError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
+        raise InputError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
 
 
 def check_writable(path: str) -> None:
@@ -49,9 +51,9 @@ def check_writable(path: str) -> None:
         try:
             info = fs.get_file_info(inner)
         except Exception as err:
-            raise ValueError(f"storage {path!r} is not reachable: {err}") from None
+            raise InputError(f"storage {path!r} is not reachable: {err}") from None
         if info.type == pafs.FileType.File:
-            raise ValueError(f"storage {path!r} is a file; allowed: a directory")
+            raise InputError(f"storage {path!r} is a file; allowed: a directory")
         return
     probe = path
     while not os.path.exists(probe):
@@ -60,9 +62,9 @@ def check_writable(path: str) -> None:
             break
         probe = parent
     if not os.path.isdir(probe):
-        raise ValueError(f"output {path!r} is not writable: {probe!r} is not a directory")
+        raise InputError(f"output {path!r} is not writable: {probe!r} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"output {path!r} is not writable: no permission on {probe!r}")
+        raise InputError(f"output {path!r} is not writable: no permission on {probe!r}")
 
 
 def exists(path: str) -> bool:
