@@ -198,7 +198,9 @@ def _definitions(doc: Document) -> None:
         "Intervals: 95% bootstrap percentile intervals (trials resampled within each strength, "
         "plus each trial's evaluation-point error std/sqrt(n) from measures.parquet). A bound "
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
-        "peak alignment, 0 = the baseline). Boundaries are never extrapolated.",
+        "peak alignment, 0 = the baseline). Intervals are not widened to contain their "
+        "estimate: with few seeds a skewed bootstrap can exclude it, and the column "
+        "estimate_outside_ci says where it does. Boundaries are never extrapolated.",
         "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
         "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
         "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
