@@ -98,8 +98,11 @@ def trial_config_from_args(args) -> Any:
     else:
         if args.epochs is not None:
             sets["epochs"] = args.epochs
-        dataset = args.dataset or "digits-distractor"
-        d = derive_trial_dict(dataset, args.method, args.strength, args.seed, sets)
+        # Without a preset, --set may also name the trial's axes (it did before --preset).
+        axes = {"dataset": args.dataset or "digits-distractor", "method": args.method,
+                "strength": args.strength, "seed": args.seed}  # fmt: skip
+        axes.update({k: sets.pop(k) for k in list(sets) if k in axes})
+        d = derive_trial_dict(**axes, overrides=sets)
     return TrialConfig.from_dict({**d, **where})
 
 

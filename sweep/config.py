@@ -20,7 +20,7 @@ from typing import Any
 from sweep.presets import ROBUST_METHODS, get_preset
 from trainables.config import METHODS, TrialConfig
 from trainables.errors import InputError
-from trainables.recipes import derive_trial_dict, recipe_config
+from trainables.recipes import derive_trial_dict
 
 SEARCHES = ("grid", "optuna")
 # A search's defaults: seeds per suggested strength (the baseline runs as many), the Optuna
@@ -224,7 +224,7 @@ def _overrides(preset, epochs: int | None, sets: dict[str, Any]) -> dict[str, An
         if key in RESERVED:
             raise InputError(f"--set {key} is not allowed; use {RESERVED[key]}")
     raw = {**preset.overrides, **({"epochs": epochs} if epochs is not None else {}), **sets}
-    probe = TrialConfig.from_dict(recipe_config({"dataset": preset.dataset, **raw}))
+    probe = TrialConfig.from_dict(derive_trial_dict(preset.dataset, "none", 0.0, 0, raw))
     return {k: getattr(probe, k) for k in raw}
 
 

@@ -170,7 +170,8 @@ def test_asha_stopped_trials_are_kept_as_stopped(tmp_path):
     trials = load_results(tmp_path / "asha").trials
     assert set(trials["status"]) <= {"completed", "stopped"}, trials["status"]
     stopped = trials[trials["status"] == "stopped"]
-    assert len(stopped) >= 1 and (stopped["epochs_completed"] < 4).all()
+    assert sorted(stopped["method"]) == ["randsmooth", "randsmooth"], stopped
+    assert (stopped["epochs_completed"] < 4).all()
     assert (trials.loc[trials["status"] == "completed", "epochs_completed"] == 4).all()
     assert (stopped["error"] == "").all()
     assert "stopped: ended early by ASHA" in out.stdout

@@ -72,15 +72,20 @@ class TrialConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         """Strict parse: unknown keys, wrong types and bad values raise ValueError naming the
         field and what is allowed."""
+        cfg = cls(**cls.typed(d))
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def typed(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """`d` with every value converted to its field's type (unknown keys and values of
+        the wrong type raise InputError), not yet checked against the allowed values."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
             raise InputError(f"unknown config field {unknown[0]!r}; allowed: {', '.join(names)}")
         hints = get_type_hints(cls)
-        kwargs = {k: _coerce(k, v, hints[k]) for k, v in d.items()}
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
+        return {k: _coerce(k, v, hints[k]) for k, v in d.items()}
 
     def replace(self, **changes: Any) -> TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})

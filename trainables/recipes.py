@@ -87,7 +87,10 @@ def derive_trial_dict(
 
     `pags train --preset`, grid sweeps and searched trials all call this, so one (preset,
     method, strength, seed) has one config and one config_id wherever it runs."""
-    base = {"dataset": dataset, **(overrides or {})}
+    from trainables.config import TrialConfig
+
+    # Typed first: the recipe's and the preset's rules compute with batch_size and lr.
+    base = TrialConfig.typed({"dataset": dataset, **(overrides or {})})
     d = recipe_config({**base, "method": method, "strength": strength, "seed": seed})
     if lr_rule is not None:
         base_lr = recipe_config({**base, "method": "none"})["lr"]
