@@ -12,18 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from analysis.groups import log_strength  # noqa: E402
-from analysis.schema import STRENGTH_SYMBOL  # noqa: E402
+from analysis.groups import log_strength
+from analysis.schema import STRENGTH_SYMBOL
 
 MAP_KEYS = ("inputs", "score", "gradient")
 GALLERY_REGIMES = ("weak", "bayes_aligned", "excessive")

@@ -435,13 +435,12 @@ def to_arrow(df: pd.DataFrame, table: str):
 def write_parquet(df: pd.DataFrame, path, table: str) -> None:
     """Coerce `df`, attach the metadata and write it atomically (temp file, then rename), so
     that a reader never sees a half-written table."""
-    import os
-
     import pyarrow.parquet as pq
 
-    tmp = f"{path}.tmp"
-    pq.write_table(to_arrow(df, table), tmp)
-    os.replace(tmp, path)
+    from analysis.atomic import atomic_write
+
+    arrow = to_arrow(df, table)
+    atomic_write(path, lambda f: pq.write_table(arrow, f))
 
 
 def empty(table: str) -> pd.DataFrame:

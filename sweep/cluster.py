@@ -46,9 +46,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         try:
             ray.init(address=address, **common)
         except Exception as err:  # ConnectionError, auth errors, version mismatch, ...
-            raise InputError(
-                f"cannot join the Ray cluster at {address}: {one_line(err)}"
-            ) from None
+            raise InputError(f"cannot join the Ray cluster at {address}: {one_line(err)}") from None
         return False
     # address="local": a fresh instance even if `ray start` left a cluster on this machine.
     ray.init(

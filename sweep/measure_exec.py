@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from analysis.atomic import atomic_write
 from sweep import storage
 from sweep.export import MAPS_DIR
 from sweep.measure_tables import record_path
@@ -35,10 +36,10 @@ class Plan:
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
     """Maps first, record last: a record on disk means the measurement is complete."""
     if maps is not None:
-        tmp = os.path.join(out_dir, MAPS_DIR, f".{p.config_id}.tmp.npz")
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in maps.items()})
-        os.replace(tmp, os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz"))
+        os.makedirs(os.path.join(out_dir, MAPS_DIR), exist_ok=True)
+        arrays = {k: np.asarray(v) for k, v in maps.items()}
+        path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     record = {**record, "config_id": p.config_id, "checkpoint_sha256": p.checkpoint_sha256}
     storage.write_text_atomic(record_path(out_dir, p.config_id), json.dumps(record))
 

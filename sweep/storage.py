@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 
 import pyarrow.fs as pafs
 
+from analysis.atomic import atomic_write
 from trainables.errors import InputError
 
 
@@ -84,8 +86,14 @@ def read_text(path: str) -> str | None:
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write to a temp name beside `path`, then move over it (a reader never sees half)."""
     fs, inner = filesystem(path)
-    fs.create_dir(posixpath.dirname(inner) if is_uri(path) else os.path.dirname(inner))
-    tmp = f"{inner}.tmp-{os.getpid()}"
+    if not is_uri(path):
+        os.makedirs(os.path.dirname(os.path.abspath(inner)), exist_ok=True)
+        atomic_write(inner, lambda f: f.write(data))
+        return
+    # An object store has no rename across writers to race on: a PUT replaces the object
+    # whole, so the temporary object only needs a name no other writer uses.
+    fs.create_dir(posixpath.dirname(inner))
+    tmp = f"{inner}.tmp-{uuid.uuid4().hex}"
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, inner)

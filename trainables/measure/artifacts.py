@@ -44,6 +44,7 @@ def default_cache_dir() -> str:
     cache instead of one of them silently rebuilding."""
     return os.environ.get("PAGS_CACHE") or DEFAULT_CACHE
 
+
 # Caps on training epochs: both nets train until their validation loss stops improving
 # (autoencoder.py, score.py); these only bound the cost, and the artifact metadata records
 # whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
