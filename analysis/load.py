@@ -17,9 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis import schema
-
-TRIALS_FILE = "trials.parquet"
-MEASURES_FILE = "measures.parquet"
+from analysis.schema import MEASURES_FILE, TRIALS_FILE
 
 
 class ResultsError(ValueError):

@@ -26,6 +26,24 @@ import pandas as pd
 SCHEMA_VERSION = "1"
 METADATA_KEY = "pags_schema_version"
 
+# Layout of an experiment directory (`pags sweep --output`, `pags measure --output`): the names
+# every writer and reader uses (sweep/export.py, sweep/experiment.py, sweep/driver.py,
+# analysis/load.py, analysis/gallery.py, analysis/search.py).
+TRIALS_FILE = "trials.parquet"  # one row per trial: TRIALS_COLUMNS
+MEASURES_FILE = "measures.parquet"  # long format: MEASURES_COLUMNS
+MAPS_DIR = "maps"  # maps/<config_id>.npz with MAP_KEYS
+SWEEP_FILE = "sweep_config.json"  # the sweep config (sweep/config.py SweepConfig.to_dict)
+SEARCH_BEST_FILE = "search_best.json"  # per searched method: the feasible best strength
+# Arrays of a maps file, each (N, C, H, W): the evaluation inputs, the score estimate at them,
+# and the headline input gradient.
+MAP_KEYS = ("inputs", "score", "gradient")
+
+
+def maps_file(exp_dir: str, config_id: str) -> str:
+    """Where the maps of trial `config_id` live in experiment directory `exp_dir`."""
+    return f"{exp_dir}/{MAPS_DIR}/{config_id}.npz"
+
+
 METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
 # completed: trained all epochs; diverged: non-finite loss, ended early (data: the objective
 # at that strength is the cause); stopped: ended early by a scheduler (ASHA) that judged it

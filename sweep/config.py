@@ -132,7 +132,8 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Where:
-    """Where and how a sweep runs: not part of its identity (a rerun may change these)."""
+    """Where and how a sweep runs: not part of its identity (a rerun may change these, except
+    max_failures)."""
 
     exp_dir: str  # absolute local path or URI
     cpus_per_trial: float = 1.0
@@ -141,7 +142,9 @@ class Where:
     num_cpus: int | None = None  # CPUs of the local instance (None = all)
     data_root: str = ""
     cache_dir: str = ""  # shared artifacts cache ("" = the default)
-    max_failures: int = 3  # retries per trial, each from its last checkpoint
+    # Retries per trial, each from its last checkpoint. Fixed once the sweep has started: Tune
+    # keeps it on resume, so a rerun with another value is refused (sweep/experiment.py).
+    max_failures: int = 3
 
 
 def from_preset(

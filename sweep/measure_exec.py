@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from analysis.atomic import atomic_write
+from analysis.schema import MAPS_DIR
 from sweep import storage
-from sweep.export import MAPS_DIR
 from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
