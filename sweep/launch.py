@@ -31,13 +31,13 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
 from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.progress import ProgressLine
 from trainables.config import TrialConfig
-from trainables.tune_trainable import MAPS_FILE, RECORD_FILE, train, trial_config
+from trainables.tune_trainable import MAPS_FILE, train, trial_config
 
 # Relative cost of one training step per method (forward/backward passes), to start the
 # longest trials first: the last trials then finish together instead of one straggling.

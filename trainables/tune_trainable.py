@@ -28,12 +28,14 @@ import ray
 import torch
 from ray import tune
 
+from analysis.schema import RECORD_FILE
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
 from trainables.recipes import derive_trial_dict, scaled_lr
 
-STATE_FILE, RECORD_FILE, MAPS_FILE = "state.pt", "record.json", "maps.npz"
+# record.json's format is part of the results contract (analysis/schema.py RECORD_KEYS).
+STATE_FILE, MAPS_FILE = "state.pt", "maps.npz"
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
 # keyed on one of them finds it in every result (Tune checks this strictly).
 SUMMARY_FLOATS = (
