@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ray
 
+from analysis.errors import one_line
 from trainables.config import TrialConfig
 from trainables.data import DataUnavailableError
-from trainables.errors import InputError, one_line
+from trainables.errors import InputError
 from trainables.tune_trainable import artifacts_key
 
 

@@ -18,7 +18,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from trainables.errors import InputError, one_line
+from analysis.errors import one_line
+from trainables.errors import InputError
 
 
 class UsageError(InputError):

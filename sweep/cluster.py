@@ -12,7 +12,8 @@ import socket
 
 import ray
 
-from trainables.errors import InputError, one_line
+from analysis.errors import one_line
+from trainables.errors import InputError
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:

@@ -17,12 +17,12 @@ import time
 import numpy as np
 
 from analysis.atomic import atomic_write
+from analysis.errors import one_line
 from analysis.schema import MAPS_DIR
 from sweep import storage
 from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
-from trainables.errors import one_line
 from trainables.measure_checkpoint import ModelSpec
 
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data.synthetic import load_synthetic, sample
-from trainables.measure.alignment import (
+from trainables.measure.gradients import input_gradients, input_gradients_many
+from trainables.measure.perceptual import (
     PerceptualMetric,
     alignment,
     alignments,
@@ -24,7 +25,6 @@ from trainables.measure.alignment import (
     subspace_energy,
     to_lpips_input,
 )
-from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.score import (
     DEFAULT_SCORE_SIGMA,
     Denoiser,

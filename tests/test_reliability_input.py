@@ -22,7 +22,8 @@ from sweep import cluster
 from sweep.cli import build_parser, main
 from sweep.config import OBJECTIVES, RESERVED
 from sweep.presets import PRESETS
-from trainables.config import ACTIVATIONS, METHODS, OPTIMIZERS, SCHEDULES, TrialConfig
+from trainables.config import METHODS, OPTIMIZERS, SCHEDULES, TrialConfig
+from trainables.models import ACTIVATIONS
 from trainables.recipes import recipe_config
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.errors import InputError, one_line
+from analysis.errors import one_line
+from trainables.errors import InputError
 from trainables.models import MODELS, build_model
 
 FORMATS = ("pags", "state_dict", "torchvision", "robustness")

@@ -15,12 +15,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from analysis.schema import METHODS  # the results contract names the objectives
 from trainables.errors import InputError
 
-METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")
-ACTIVATIONS = ("softplus", "silu", "gelu", "relu")
 ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
 
 
@@ -92,7 +91,7 @@ class TrialConfig:
 
     def validate(self) -> None:
         from trainables.data import DATASETS
-        from trainables.models import MODELS
+        from trainables.models import ACTIVATIONS, MODELS
 
         _choice("dataset", self.dataset, DATASETS.names())
         _choice("model", self.model, MODELS.names())
