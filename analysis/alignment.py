@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.bootstrap import percentile_ci, resample_means
+from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import BASELINE_METHOD, build_levels, split_groups, standard_errors, usable
 from analysis.regimes import B1, B2, regime_at
 from analysis.schema import STRENGTH_SYMBOL
@@ -23,13 +23,14 @@ RHO2 = "rho2"
 PEAK_COLUMNS = (
     "dataset", "model", "method", "strength_symbol", "alignment_metric", "alignment_gradient",
     "n_strengths", "n_trials", "peak_strength", "ci_low", "ci_high", "log10_peak",
-    "log10_ci_low", "log10_ci_high", "peak_alignment", "baseline_alignment", "regime_paper",
+    "log10_ci_low", "log10_ci_high", "estimate_outside_ci", "peak_alignment",
+    "baseline_alignment", "regime_paper",
     "regime_scale_free", "in_bayes_aligned_paper", "in_bayes_aligned_scale_free", "finding",
     "reason", "note",
 )  # fmt: skip
 CORRELATION_COLUMNS = (
     "dataset", "model", "scope", "quantity", "alignment_metric", "n", "spearman_rho", "ci_low",
-    "ci_high", "p_value", "reason",
+    "ci_high", "estimate_outside_ci", "p_value", "reason",
 )  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def peak_alignment(
             "n_strengths": levels.n_positive, "n_trials": int(levels.counts.sum()),
             "peak_strength": np.nan, "ci_low": np.nan, "ci_high": np.nan,
             "log10_peak": np.nan, "log10_ci_low": np.nan, "log10_ci_high": np.nan,
+            "estimate_outside_ci": False,
             "peak_alignment": np.nan, "baseline_alignment": np.nan,
             "regime_paper": "unknown", "regime_scale_free": "unknown",
             "in_bayes_aligned_paper": pd.NA, "in_bayes_aligned_scale_free": pd.NA,
@@ -90,12 +92,13 @@ def peak_alignment(
         means = levels.means(ALIGN)
         j = int(np.argmax(means))
         boot = resample_means(levels, (ALIGN,), rng, n_boot)[ALIGN]
-        low, high, _ = percentile_ci(levels.x[np.argmax(boot, axis=1)], levels.x[j], ci)
+        low, high, _ = percentile_ci(levels.x[np.argmax(boot, axis=1)], ci)
         row.update(
             peak_strength=float(levels.strengths[j]),
             log10_peak=float(levels.x[j]),
             log10_ci_low=low,
             log10_ci_high=high,
+            estimate_outside_ci=estimate_outside(levels.x[j], low, high),
             ci_low=float(10.0**low),
             ci_high=float(10.0**high),
             peak_alignment=float(means[j]),
@@ -198,7 +201,7 @@ def alignment_correlation(
 
 def _spearman(a: np.ndarray, b: np.ndarray, rng, n_boot: int, ci: float) -> dict:
     out = {"n": len(a), "spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-           "p_value": np.nan, "reason": ""}  # fmt: skip
+           "estimate_outside_ci": False, "p_value": np.nan, "reason": ""}  # fmt: skip
     if len(a) < 3:
         out["reason"] = f"{len(a)} usable trial(s); need at least 3"
         return out
@@ -213,8 +216,9 @@ def _spearman(a: np.ndarray, b: np.ndarray, rng, n_boot: int, ci: float) -> dict
     rb -= rb.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-    low, high, _ = percentile_ci(rho, float(res.statistic), ci)
+    low, high, _ = percentile_ci(rho, ci)
     out.update(spearman_rho=float(res.statistic), ci_low=low, ci_high=high,
+               estimate_outside_ci=estimate_outside(float(res.statistic), low, high),
                p_value=float(res.pvalue))  # fmt: skip
     return out
 

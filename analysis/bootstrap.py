@@ -33,15 +33,14 @@ def resample_means(
     return out
 
 
-def percentile_ci(
-    samples: np.ndarray, estimate: float, level: float = 0.95
-) -> tuple[float, float, float]:
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(low, high, valid_fraction) of bootstrap `samples` (may hold +-inf and NaN).
 
     Percentiles use the empirical inverse CDF (no interpolation, so +-inf stay +-inf). The
-    interval is widened to contain `estimate` (unless NaN): with few seeds the bootstrap
-    distribution can be skewed enough to exclude it, and an interval that does not contain
-    its own estimate only confuses readers. valid_fraction = share of non-NaN replicates.
+    interval is reported as the bootstrap gives it, never widened to contain the estimate:
+    widening changes its coverage. With few seeds the bootstrap distribution can be skewed
+    enough to exclude the estimate; tables say so in `estimate_outside_ci`
+    (`estimate_outside`). valid_fraction = share of non-NaN replicates.
     """
     samples = np.asarray(samples, dtype=float).ravel()
     valid = samples[~np.isnan(samples)]
@@ -50,6 +49,10 @@ def percentile_ci(
         return np.nan, np.nan, frac
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(valid, [alpha, 1.0 - alpha], method="inverted_cdf")
-    if not np.isnan(estimate):
-        low, high = min(low, estimate), max(high, estimate)
     return float(low), float(high), frac
+
+
+def estimate_outside(estimate: float, low: float, high: float) -> bool:
+    """True when a located estimate lies outside its (unwidened) interval; False when any of
+    the three is NaN (no interval to compare with)."""
+    return bool(estimate < low or estimate > high)

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless
+from analysis.groups import log_strength
+from analysis.schema import MAP_KEYS, MAPS_DIR, STRENGTH_SYMBOL, maps_file
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from analysis.groups import log_strength  # noqa: E402
-from analysis.schema import STRENGTH_SYMBOL  # noqa: E402
-
-MAP_KEYS = ("inputs", "score", "gradient")
 GALLERY_REGIMES = ("weak", "bayes_aligned", "excessive")
 
 
@@ -34,7 +29,7 @@ def maps_path(results_dirs, config_id: str) -> Path | None:
     paths) that has one; None if none has."""
     dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
     for d in dirs:
-        path = Path(d) / "maps" / f"{config_id}.npz"
+        path = Path(maps_file(str(d), config_id))
         if path.is_file():
             return path
     return None
@@ -116,7 +111,7 @@ def gallery_figure(
     evaluation points; columns: input, score, then the gradient of the chosen weak /
     Bayes-aligned / excessive trial. The note says what was skipped and why."""
     dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
-    if not any((Path(d) / "maps").is_dir() for d in dirs):
+    if not any((Path(d) / MAPS_DIR).is_dir() for d in dirs):
         return None, "gallery skipped: no maps/ directory in " + ", ".join(map(str, dirs))
     chosen = choose_trials(labels, dirs, method, criterion)
     if not chosen:

@@ -17,9 +17,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from analysis import schema
-
-TRIALS_FILE = "trials.parquet"
-MEASURES_FILE = "measures.parquet"
+from analysis.errors import one_line
+from analysis.schema import MEASURES_FILE, TRIALS_FILE
 
 
 class ResultsError(ValueError):
@@ -88,7 +87,7 @@ def _read_table(path: Path, table: str) -> pd.DataFrame:
     try:
         meta = pq.read_schema(path).metadata or {}
     except Exception as err:  # pyarrow raises several types for damaged files
-        raise ResultsError(f"{path}: not a readable Parquet file ({_one_line(err)})") from None
+        raise ResultsError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
     version = meta.get(schema.METADATA_KEY.encode())
     if version is None:
         raise ResultsError(
@@ -102,11 +101,11 @@ def _read_table(path: Path, table: str) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except Exception as err:  # truncated row groups only fail here
-        raise ResultsError(f"{path}: unreadable Parquet data ({_one_line(err)})") from None
+        raise ResultsError(f"{path}: unreadable Parquet data ({one_line(err)})") from None
     try:
         return schema.coerce(df, table)
     except ValueError as err:
-        raise ResultsError(f"{path}: {_one_line(err)}") from None
+        raise ResultsError(f"{path}: {one_line(err)}") from None
 
 
 def _concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
@@ -116,8 +115,3 @@ def _concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
     # Re-coerce: extra columns present in only some directories become NaN and must not
     # change the documented dtypes.
     return schema.coerce(pd.concat(frames, ignore_index=True), table)
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:200] or type(err).__name__

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import percentile_ci, resample_means
+from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import build_levels, is_baseline, split_groups
 from analysis.schema import STRENGTH_SYMBOL
 
@@ -21,7 +21,7 @@ RNR = "relative_noise_robustness"
 COLUMNS = (RNR, "signal_sensitivity", "distractor_sensitivity")
 NOISE_COLUMNS = (
     "dataset", "model", "method", "strength_symbol", "strength", "n_trials", *COLUMNS,
-    "ratio_to_baseline", "ci_low", "ci_high", "reason",
+    "ratio_to_baseline", "ci_low", "ci_high", "estimate_outside_ci", "reason",
 )  # fmt: skip
 
 
@@ -65,13 +65,14 @@ def noise_robustness(
             with np.errstate(divide="ignore", invalid="ignore"):
                 boot_ratio = boot / boot[:, :1]
             for l in range(len(ratio)):
-                low[l], high[l], _ = percentile_ci(boot_ratio[:, l], ratio[l], ci)
+                low[l], high[l], _ = percentile_ci(boot_ratio[:, l], ci)
         for l, strength in enumerate(levels.strengths):
             rows.append(
                 head
                 | {"strength": float(strength), "n_trials": len(levels.config_ids[l])}
                 | {c: float(means[c][l]) for c in COLUMNS}
                 | {"ratio_to_baseline": ratio[l], "ci_low": low[l], "ci_high": high[l]}
+                | {"estimate_outside_ci": estimate_outside(ratio[l], low[l], high[l])}
                 | {"reason": reason}
             )
     return pd.DataFrame(rows, columns=list(NOISE_COLUMNS))

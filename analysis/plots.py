@@ -7,19 +7,15 @@ Points are means over seeds with +-1 std error bars; faint dots are single seeds
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: reports are written on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from analysis.groups import is_baseline, usable  # noqa: E402
-from analysis.regimes import B1, B2  # noqa: E402
-from analysis.schema import STRENGTH_SYMBOL  # noqa: E402
+from analysis.groups import is_baseline, usable
+from analysis.regimes import B1, B2
+from analysis.schema import STRENGTH_SYMBOL
 
 REGIME_COLORS = {"weak": "#cfd8e6", "bayes_aligned": "#cdebc4", "excessive": "#f3c9c4"}
 LINESTYLES = {"paper": "-", "scale_free": "--"}

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import crossing as cx
-from analysis.bootstrap import percentile_ci, resample_means
+from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import (
     BASELINE_METHOD,
     Levels,
@@ -81,7 +81,8 @@ LABEL_COLUMNS = (
 )  # fmt: skip
 BOUNDARY_COLUMNS = (
     "dataset", "model", "method", "criterion", "boundary", "strength_symbol", "estimate",
-    "ci_low", "ci_high", "log10_estimate", "log10_ci_low", "log10_ci_high", "status",
+    "ci_low", "ci_high", "log10_estimate", "log10_ci_low", "log10_ci_high",
+    "estimate_outside_ci", "status",
     "reason", "note", "bracket_low", "bracket_high", "located_fraction", "n_strengths",
     "n_trials", "n_excluded", "has_baseline", "accuracy_plateau", "accuracy_beyond",
     "accuracy_drop",
@@ -270,7 +271,7 @@ def _row(key, criterion, boundary, p: cx.Crossing, r: cx.Crossing, ctx, ci) -> d
     code = int(p.code[0])
     low = high = np.nan
     if code == cx.OK:
-        low, high, _ = percentile_ci(r.censored(), est, ci)
+        low, high, _ = percentile_ci(r.censored(), ci)
     row = {
         "dataset": key[0],
         "model": key[1],
@@ -284,6 +285,7 @@ def _row(key, criterion, boundary, p: cx.Crossing, r: cx.Crossing, ctx, ci) -> d
         "log10_estimate": est,
         "log10_ci_low": low,
         "log10_ci_high": high,
+        "estimate_outside_ci": estimate_outside(est, low, high),
         "status": cx.STATUS_NAMES[code],
         "reason": "" if code == cx.OK else _reason(criterion, boundary, p, ctx),
         "note": _note(criterion, boundary, r, ctx),

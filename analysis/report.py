@@ -19,30 +19,27 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis import findings  # noqa: E402
-from analysis.alignment import (  # noqa: E402
+from analysis import findings
+from analysis.alignment import (
     CORRELATION_COLUMNS,
     PEAK_COLUMNS,
     RHO2,
     alignment_correlation,
     peak_alignment,
 )
-from analysis.document import Document  # noqa: E402
-from analysis.gallery import gallery_figure  # noqa: E402
-from analysis.groups import split_groups  # noqa: E402
-from analysis.load import Results, load_results  # noqa: E402
-from analysis.noise import NOISE_COLUMNS, noise_robustness  # noqa: E402
-from analysis.plots import noise_figure, regime_figure  # noqa: E402
-from analysis.quality import artifact_quality  # noqa: E402
-from analysis.regimes import (  # noqa: E402
+from analysis.atomic import atomic_write
+from analysis.document import Document
+from analysis.gallery import gallery_figure
+from analysis.groups import split_groups
+from analysis.load import Results, load_results
+from analysis.noise import NOISE_COLUMNS, noise_robustness
+from analysis.plots import noise_figure, regime_figure
+from analysis.quality import artifact_quality
+from analysis.regimes import (
     BOUNDARY_COLUMNS,
     LABEL_COLUMNS,
     Criteria,
@@ -50,9 +47,9 @@ from analysis.regimes import (  # noqa: E402
     fit_regimes,
     label_trials,
 )
-from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL  # noqa: E402
-from analysis.search import search_section  # noqa: E402
-from analysis.step_sizes import EPS_COLUMNS, boundaries_by_eps, eps_table  # noqa: E402
+from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL
+from analysis.search import search_section
+from analysis.step_sizes import EPS_COLUMNS, boundaries_by_eps, eps_table
 
 TABLE_FILES = (
     "regimes", "trial_regimes", "peak_alignment", "correlation", "rho2_correlation",
@@ -198,7 +195,9 @@ def _definitions(doc: Document) -> None:
         "Intervals: 95% bootstrap percentile intervals (trials resampled within each strength, "
         "plus each trial's evaluation-point error std/sqrt(n) from measures.parquet). A bound "
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
-        "peak alignment, 0 = the baseline). Boundaries are never extrapolated.",
+        "peak alignment, 0 = the baseline). Intervals are not widened to contain their "
+        "estimate: with few seeds a skewed bootstrap can exclude it, and the column "
+        "estimate_outside_ci says where it does. Boundaries are never extrapolated.",
         "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
         "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
         "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
@@ -424,14 +423,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a reader never sees half a report
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
     return path
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_suffix(".parquet.tmp")
-    df.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: df.reset_index(drop=True).to_parquet(f, index=False))
     return path

@@ -26,6 +26,45 @@ import pandas as pd
 SCHEMA_VERSION = "1"
 METADATA_KEY = "pags_schema_version"
 
+# Layout of an experiment directory (`pags sweep --output`, `pags measure --output`): the names
+# every writer and reader uses (sweep/export.py, sweep/experiment.py, sweep/driver.py,
+# analysis/load.py, analysis/gallery.py, analysis/search.py).
+TRIALS_FILE = "trials.parquet"  # one row per trial: TRIALS_COLUMNS
+MEASURES_FILE = "measures.parquet"  # long format: MEASURES_COLUMNS
+MAPS_DIR = "maps"  # maps/<config_id>.npz with MAP_KEYS
+SWEEP_FILE = "sweep_config.json"  # the sweep config (sweep/config.py SweepConfig.to_dict)
+SEARCH_BEST_FILE = "search_best.json"  # per searched method: the feasible best strength
+# The record between a trial and the export: `record.json` in every checkpoint of a sweep's trial,
+# written by trainables/tune_trainable.py `build_record`, read by sweep/export.py and
+# sweep/launch.py. Its keys and what they hold:
+RECORD_FILE = "record.json"
+RECORD_KEYS: dict[str, str] = {
+    "config": "the full TrialConfig dict (trainables/config.py)",
+    "config_id": "TrialConfig.config_id",
+    "status": "completed, diverged, or running (more epochs to come)",
+    "epochs_completed": "epochs trained so far",
+    "wall_time_s": "seconds of training and measuring, summed over epochs",
+    "summary": "the latest measured scalars (each a TRIALS_COLUMNS name) plus the last "
+    "epoch's train_loss and test_accuracy",
+    "history": "one dict per epoch: epoch, train_loss, test_accuracy, epoch_time_s",
+    "measure_rows": "every measurement so far: MEASURES_COLUMNS rows without config_id",
+    "pid": "process id of the trial (the reliability tests kill it)",
+    "node": "host name",
+    "node_id": "Ray node id",
+    "n_train": "training examples used (train_subset applied)",
+    "n_test": "test examples",
+    "versions": "{pags, torch, ray}: package versions",
+}
+# Arrays of a maps file, each (N, C, H, W): the evaluation inputs, the score estimate at them,
+# and the headline input gradient.
+MAP_KEYS = ("inputs", "score", "gradient")
+
+
+def maps_file(exp_dir: str, config_id: str) -> str:
+    """Where the maps of trial `config_id` live in experiment directory `exp_dir`."""
+    return f"{exp_dir}/{MAPS_DIR}/{config_id}.npz"
+
+
 METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
 # completed: trained all epochs; diverged: non-finite loss, ended early (data: the objective
 # at that strength is the cause); stopped: ended early by a scheduler (ASHA) that judged it
@@ -198,6 +237,15 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "rho2 with the exact tangent spaces (synthetic sets only, NaN elsewhere): what `rho2`, "
         "measured with the autoencoder's, should read",
         False,
+        optional=True,
+    ),
+    Column(
+        "gradient_signal_share",
+        "float64",
+        "fraction [0, 1]",
+        "share of the headline gradient's squared norm inside the signal mask (sets with a "
+        "mask, NaN elsewhere); mean over points",
+        True,
         optional=True,
     ),
     Column(
@@ -435,13 +483,12 @@ def to_arrow(df: pd.DataFrame, table: str):
 def write_parquet(df: pd.DataFrame, path, table: str) -> None:
     """Coerce `df`, attach the metadata and write it atomically (temp file, then rename), so
     that a reader never sees a half-written table."""
-    import os
-
     import pyarrow.parquet as pq
 
-    tmp = f"{path}.tmp"
-    pq.write_table(to_arrow(df, table), tmp)
-    os.replace(tmp, path)
+    from analysis.atomic import atomic_write
+
+    arrow = to_arrow(df, table)
+    atomic_write(path, lambda f: pq.write_table(arrow, f))
 
 
 def empty(table: str) -> pd.DataFrame:

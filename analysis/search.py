@@ -21,9 +21,8 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
-from analysis.schema import STRENGTH_SYMBOL, TRIALS_COLUMNS
+from analysis.schema import STRENGTH_SYMBOL, SWEEP_FILE, TRIALS_COLUMNS
 
-SETTINGS_FILE = "sweep_config.json"  # written by the sweep (sweep/experiment.py)
 HISTORY_COLUMNS = (
     "dataset", "model", "method", "search", "objective", "search_trial", "strength", "n_seeds",
     "value", "test_accuracy", "min_test_accuracy", "feasible", "best_so_far",
@@ -45,7 +44,7 @@ def search_settings(sources) -> dict[str, tuple[str, float]]:
     """{source directory: (objective, max_accuracy_drop)} of the searches among `sources`."""
     out = {}
     for src in sources:
-        path = Path(src) / SETTINGS_FILE
+        path = Path(src) / SWEEP_FILE
         if not path.is_file():
             continue
         cfg = json.loads(path.read_text())

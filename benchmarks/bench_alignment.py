@@ -21,7 +21,7 @@ from timing import add_machine_args, best_time, setup_machine
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainables.measure.alignment import alignment, alignments, build_metric  # noqa: E402
+from trainables.measure.perceptual import alignment, alignments, build_metric  # noqa: E402
 
 # The measurer's pairs (evaluate.py): three gradients, two null maps, two scores.
 PAIRS = [

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_sweep import machine  # noqa: E402
 
 from analysis import load_results  # noqa: E402
+from analysis.schema import SWEEP_FILE  # noqa: E402
 from analysis.search import search_history, t_interval  # noqa: E402
 
 PAGS = [sys.executable, "-m", "sweep.cli", "sweep", "--preset", "digits"]
@@ -129,7 +130,7 @@ def main() -> None:
         ],  # fmt: skip
         work,
     )
-    seeds = json.loads((Path(work) / "search" / "sweep_config.json").read_text())["seeds"]
+    seeds = json.loads((Path(work) / "search" / SWEEP_FILE).read_text())["seeds"]
     found = search_answer(Path(work) / "search", grid, seeds)
     command = "python benchmarks/bench_search.py " + " ".join(sys.argv[1:])
     text = markdown(command, info, a, grid, found, grid_s, search_s)

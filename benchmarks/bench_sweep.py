@@ -58,6 +58,8 @@ def efficiency(work: str, cpus: int) -> dict:
     """The README job, cold: digits-quick with an empty artifact cache, then the report."""
     import pandas as pd
 
+    from analysis.schema import TRIALS_FILE
+
     exp, cache = os.path.join(work, "quick"), os.path.join(work, "cache")
     stamps, _ = timed_run(
         [
@@ -77,7 +79,7 @@ def efficiency(work: str, cpus: int) -> dict:
     t = time.monotonic()
     subprocess.run([*PAGS, "analyze", exp], check=True, capture_output=True)
     analyze = time.monotonic() - t
-    trials = pd.read_parquet(os.path.join(exp, "trials.parquet"))
+    trials = pd.read_parquet(os.path.join(exp, TRIALS_FILE))
     tune_wall = stamps["tune_end"] - stamps["tune_start"]
     compute = float(trials["wall_time_s"].sum())
     return {
@@ -210,9 +212,9 @@ def append_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     end = len(doc) if nxt < 0 else nxt + 1
     section = doc[start:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     doc = doc[:start] + section + ("\n" + doc[end:] if nxt >= 0 else "")
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(doc)
-    os.replace(tmp, path)
+    from analysis.atomic import atomic_write
+
+    atomic_write(path, lambda f: f.write(doc.encode()))
 
 
 def main() -> None:

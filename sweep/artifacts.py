@@ -12,19 +12,13 @@ missing files are reported before any trial starts.
 
 from __future__ import annotations
 
-import os
-
 import ray
 
+from analysis.errors import one_line
 from trainables.config import TrialConfig
 from trainables.data import DataUnavailableError
+from trainables.errors import InputError
 from trainables.tune_trainable import artifacts_key
-
-
-def default_cache_dir() -> str:
-    from trainables.measure.artifacts import DEFAULT_CACHE
-
-    return os.environ.get("PAGS_CACHE") or DEFAULT_CACHE
 
 
 def _prepare(cfg_dict: dict, cache_dir: str):
@@ -80,11 +74,6 @@ def prepare_shared(
         except ray.exceptions.RayTaskError as err:
             cause: BaseException | None = getattr(err, "cause", None)
             if isinstance(cause, DataUnavailableError):
-                raise ValueError(str(cause)) from None
-            raise RuntimeError(f"preparing {key} failed: {_last_line(err)}") from None
+                raise InputError(str(cause)) from None
+            raise RuntimeError(f"preparing {key} failed: {one_line(err, last=True)}") from None
     return {k: r for k, r in refs.items() if groups[k].measure}
-
-
-def _last_line(err: BaseException) -> str:
-    lines = [ln for ln in str(err).splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else type(err).__name__

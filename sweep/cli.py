@@ -1,7 +1,9 @@
 """The `pags` command line: train one trial, prepare artifacts, run a sweep, analyze results.
 
-User errors (unknown names, bad values, missing data) exit with code 2 and one line naming the
-bad value and what is allowed, never a traceback.
+User errors (`InputError`: unknown names, bad values, missing data) exit with code 2 and one
+line naming the bad value and what is allowed, never a traceback. Anything else is a bug or an
+infrastructure failure: exit 1 and one line naming a log file that holds the traceback
+(`--debug` prints it too), so that an internal error is never passed off as a typo.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from analysis.errors import one_line
+from trainables.errors import InputError
 
-class UsageError(Exception):
-    """A user error: printed as one line, exit code 2."""
+
+class UsageError(InputError):
+    """A user error found by the command line itself: printed as one line, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,44 +46,65 @@ def _set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train and measure one trial (no Ray)")
-    p.add_argument("--dataset", default="digits-distractor")
+    p.add_argument(
+        "--preset",
+        help="derive the config as this preset's sweep does (same config_id as its trial)",
+    )
+    p.add_argument("--dataset", help="default: the preset's, else digits-distractor")
     p.add_argument("--model")
     p.add_argument("--method", default="none")
     p.add_argument("--strength", type=float, default=0.0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default="")
-    p.add_argument("--cache-dir", default="", help="where shared artifacts are cached")
+    p.add_argument(
+        "--cache-dir",
+        default="",
+        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
+    )
     p.add_argument("--checkpoint-dir", default="", help="save every epoch; resume if present")
     p.add_argument("--output", default="results/train", help="where gradient/score maps go")
     p.add_argument("--device", default="", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-measure", action="store_true", help="train and test accuracy only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the derived config and its config_id as JSON, train nothing",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def trial_config_from_args(args) -> Any:
+    from sweep.config import preset_trial_dict
     from trainables.config import TrialConfig
-    from trainables.recipes import recipe_config
+    from trainables.recipes import derive_trial_dict
 
-    overrides: dict[str, Any] = {
-        "dataset": args.dataset,
-        "method": args.method,
-        "strength": args.strength,
-        "seed": args.seed,
-        "data_root": args.data_root,
-    }
+    sets: dict[str, Any] = {}
     if args.model:
-        overrides["model"] = args.model
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
+        sets["model"] = args.model
     if args.no_measure:
-        overrides["measure"] = False
-    overrides.update(_set_pairs(args.set))
-    try:
-        return TrialConfig.from_dict(recipe_config(overrides))
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+        sets["measure"] = False
+    sets.update(_set_pairs(args.set))
+    where = {"data_root": args.data_root} if args.data_root else {}
+    if args.preset:
+        d = preset_trial_dict(
+            args.preset, args.method, args.strength, args.seed, epochs=args.epochs, sets=sets
+        )
+        if args.dataset and args.dataset != d["dataset"]:
+            raise InputError(
+                f"--dataset {args.dataset!r} differs from preset {args.preset!r}; "
+                f"allowed: {d['dataset']} (or no --preset)"
+            )
+    else:
+        if args.epochs is not None:
+            sets["epochs"] = args.epochs
+        # Without a preset, --set may also name the trial's axes (it did before --preset).
+        axes = {"dataset": args.dataset or "digits-distractor", "method": args.method,
+                "strength": args.strength, "seed": args.seed}  # fmt: skip
+        axes.update({k: sets.pop(k) for k in list(sets) if k in axes})
+        d = derive_trial_dict(**axes, overrides=sets)
+    return TrialConfig.from_dict({**d, **where})
 
 
 def cmd_train(args) -> int:
@@ -83,14 +112,14 @@ def cmd_train(args) -> int:
 
     import torch
 
-    from trainables.data import DataUnavailableError, load_dataset
+    from trainables.data import load_dataset
     from trainables.loop import load_checkpoint, run_trial, save_checkpoint
 
     cfg = trial_config_from_args(args)
-    try:
-        bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
-    except DataUnavailableError as err:
-        raise UsageError(str(err)) from None
+    if args.dry_run:
+        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict()}))
+        return 0
+    bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     measurer = None
     if cfg.measure:
@@ -217,60 +246,54 @@ def cmd_sweep(args) -> int:
     from sweep.driver import drive
     from sweep.presets import get_preset
 
-    try:
-        sweep = from_preset(
-            args.preset,
-            methods=args.methods,
-            strengths=args.strengths,
-            seeds=args.seeds,
-            epochs=args.epochs,
-            sets=_set_pairs(args.set),
-            search=args.search,
-            objective=args.objective,
-            search_trials=args.trials,
-            asha=args.asha,
-            max_accuracy_drop=args.max_accuracy_drop,
-        )
-        preset = get_preset(args.preset)
-        cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
-        gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
-        _check_resources(cpus, gpus, args.max_failures, args.num_cpus)
-        output = args.output or os.path.join("results", sweep.preset)
-        if args.storage:
-            name = os.path.basename(os.path.normpath(output))
-            exp_dir = storage.join(storage.resolve(args.storage), name)
-        else:
-            exp_dir = storage.resolve(output)
-        where = Where(
-            exp_dir=exp_dir,
-            cpus_per_trial=cpus,
-            gpus_per_trial=gpus,
-            address=args.address,
-            num_cpus=args.num_cpus,
-            data_root=os.path.abspath(args.data_root) if args.data_root else "",
-            cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
-            max_failures=args.max_failures,
-        )
-        return drive(sweep, where, dry_run=args.dry_run)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    except RuntimeError as err:
-        print(f"pags: error: {err}", file=sys.stderr)
-        return 1
+    sweep = from_preset(
+        args.preset,
+        methods=args.methods,
+        strengths=args.strengths,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        sets=_set_pairs(args.set),
+        search=args.search,
+        objective=args.objective,
+        search_trials=args.trials,
+        asha=args.asha,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
+    preset = get_preset(args.preset)
+    cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
+    gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+    _check_resources(cpus, gpus, args.max_failures, args.num_cpus)
+    output = args.output or os.path.join("results", sweep.preset)
+    if args.storage:
+        name = os.path.basename(os.path.normpath(output))
+        exp_dir = storage.join(storage.resolve(args.storage), name)
+    else:
+        exp_dir = storage.resolve(output)
+    where = Where(
+        exp_dir=exp_dir,
+        cpus_per_trial=cpus,
+        gpus_per_trial=gpus,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        data_root=os.path.abspath(args.data_root) if args.data_root else "",
+        cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
+        max_failures=args.max_failures,
+    )
+    return drive(sweep, where, dry_run=args.dry_run)
 
 
 def _check_resources(cpus: float, gpus: float, max_failures: int, num_cpus: int | None) -> None:
     if not (cpus > 0 and math.isfinite(cpus)):
-        raise ValueError(f"--cpus-per-trial {cpus:g} is invalid; allowed: a number > 0")
+        raise InputError(f"--cpus-per-trial {cpus:g} is invalid; allowed: a number > 0")
     # Ray gives fractions of one GPU or whole GPUs, nothing in between.
     if not (gpus >= 0 and math.isfinite(gpus)) or (gpus > 1 and not float(gpus).is_integer()):
-        raise ValueError(
+        raise InputError(
             f"--gpus-per-trial {gpus:g} is invalid; allowed: 0 <= g <= 1 or a whole number"
         )
     if max_failures < 0:
-        raise ValueError(f"--max-failures {max_failures} is invalid; allowed: an integer >= 0")
+        raise InputError(f"--max-failures {max_failures} is invalid; allowed: an integer >= 0")
     if num_cpus is not None and num_cpus < 1:
-        raise ValueError(f"--num-cpus {num_cpus} is invalid; allowed: an integer >= 1")
+        raise InputError(f"--num-cpus {num_cpus} is invalid; allowed: an integer >= 1")
 
 
 def add_analyze_parser(sub) -> None:
@@ -308,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sweep.measure_cli import add_measure_parser
 
     parser = OneLineParser(prog="pags", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an internal error"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_train_parser(sub)
     add_sweep_parser(sub)
@@ -320,12 +346,38 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "mea
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, so that a failed command is rerun as it was
+    # typed with --debug appended.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except UsageError as err:
+    except InputError as err:
         print(f"pags: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        log = _save_traceback()
+        if debug:
+            traceback.print_exc()
+        print(
+            f"pags: internal error: {type(err).__name__}: {one_line(err)} "
+            f"(traceback in {log}; --debug prints it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback to a new log file ($PAGS_LOG_DIR or the
+    temporary directory); return its path."""
+    folder = os.environ.get("PAGS_LOG_DIR") or tempfile.gettempdir()
+    os.makedirs(folder, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="pags-error-", suffix=".log", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        f.write(" ".join(["pags", *sys.argv[1:]]) + "\n\n" + traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

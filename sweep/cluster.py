@@ -12,6 +12,9 @@ import socket
 
 import ray
 
+from analysis.errors import one_line
+from trainables.errors import InputError
+
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
     """A TCP connect to `host:port` first: ray.init would retry for a minute before failing."""
@@ -20,13 +23,13 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     target = address.split("://", 1)[-1]
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(
+        raise InputError(
             f"--address {address!r} is invalid; allowed: HOST:PORT, ray://HOST:PORT or auto"
         )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as err:
-        raise ValueError(
+        raise InputError(
             f"cannot reach a Ray cluster at {address}: {err.strerror or err}"
         ) from None
 
@@ -44,9 +47,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         try:
             ray.init(address=address, **common)
         except Exception as err:  # ConnectionError, auth errors, version mismatch, ...
-            raise ValueError(
-                f"cannot join the Ray cluster at {address}: {_one_line(err)}"
-            ) from None
+            raise InputError(f"cannot join the Ray cluster at {address}: {one_line(err)}") from None
         return False
     # address="local": a fresh instance even if `ray start` left a cluster on this machine.
     ray.init(
@@ -67,10 +68,5 @@ def check_resources(cpus: float, gpus: float, autoscaling: bool) -> None:
         f"{largest.get('CPU', 0):g} CPU and {largest.get('GPU', 0):g} GPU"
     )
     if not autoscaling:
-        raise ValueError(f"{text}; allowed: --cpus-per-trial/--gpus-per-trial within a node")
+        raise InputError(f"{text}; allowed: --cpus-per-trial/--gpus-per-trial within a node")
     print(f"[pags] waiting for the autoscaler: {text}", flush=True)
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] or type(err).__name__

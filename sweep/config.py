@@ -19,7 +19,8 @@ from typing import Any
 
 from sweep.presets import ROBUST_METHODS, get_preset
 from trainables.config import METHODS, TrialConfig
-from trainables.recipes import recipe_config
+from trainables.errors import InputError
+from trainables.recipes import derive_trial_dict
 
 SEARCHES = ("grid", "optuna")
 # A search's defaults: seeds per suggested strength (the baseline runs as many), the Optuna
@@ -83,16 +84,27 @@ class SweepConfig:
 
     # ---- expansion ----------------------------------------------------------------------
     def trial_dict(self, method: str, strength: float, seed: int, **where: str) -> dict:
-        """The TrialConfig dict of one trial: recipe, preset and user overrides, the preset's
-        learning-rate rule, and `where` (data_root, artifacts_dir: not identity)."""
-        overrides = dict(self.overrides)
-        base = {"dataset": self.dataset, **overrides}
-        d = recipe_config({**base, "method": method, "strength": strength, "seed": seed})
-        # The preset's rule scales the configured lr (recipe, preset or --set lr=...).
-        base_lr = recipe_config({**base, "method": "none"})["lr"]
-        d.update(get_preset(self.preset).trial_overrides(method, strength, base_lr))
+        """The TrialConfig dict of one trial (`derive_trial_dict`: recipe, preset and user
+        overrides, the preset's learning-rate rule) plus `where` (data_root, artifacts_dir:
+        not identity)."""
+        rule = get_preset(self.preset).lr_rules.get(method)
+        d = derive_trial_dict(self.dataset, method, strength, seed, dict(self.overrides), rule)
         d.update({k: v for k, v in where.items() if v})
         return d
+
+    def search_space(self, method: str, **where: str) -> dict:
+        """The fixed part of a searched trial's Tune config; the searcher adds the strength
+        and seed, and the trial derives its config with the same `derive_trial_dict`
+        (trainables/tune_trainable.py `trial_config`)."""
+        return {
+            "derive": {
+                "dataset": self.dataset,
+                "method": method,
+                "overrides": dict(self.overrides),
+                "lr_rule": get_preset(self.preset).lr_rules.get(method),
+            },
+            "where": {k: v for k, v in where.items() if v},
+        }
 
     def trial_configs(self, **where: str) -> list[TrialConfig]:
         """Every trial of a grid sweep, in (seed, method, strength) order. For a search, the
@@ -120,7 +132,8 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Where:
-    """Where and how a sweep runs: not part of its identity (a rerun may change these)."""
+    """Where and how a sweep runs: not part of its identity (a rerun may change these, except
+    max_failures)."""
 
     exp_dir: str  # absolute local path or URI
     cpus_per_trial: float = 1.0
@@ -129,7 +142,9 @@ class Where:
     num_cpus: int | None = None  # CPUs of the local instance (None = all)
     data_root: str = ""
     cache_dir: str = ""  # shared artifacts cache ("" = the default)
-    max_failures: int = 3  # retries per trial, each from its last checkpoint
+    # Retries per trial, each from its last checkpoint. Fixed once the sweep has started: Tune
+    # keeps it on resume, so a rerun with another value is refused (sweep/experiment.py).
+    max_failures: int = 3
 
 
 def from_preset(
@@ -151,25 +166,25 @@ def from_preset(
     fails before anything runs."""
     preset = get_preset(name)
     if methods is not None and not methods:
-        raise ValueError(
+        raise InputError(
             f"--methods is empty; allowed: comma-separated names of {', '.join(METHODS)}"
         )
     methods = tuple(dict.fromkeys(methods)) if methods else preset.methods
     if search not in SEARCHES:
-        raise ValueError(f"search {search!r} is unknown; allowed: {', '.join(SEARCHES)}")
+        raise InputError(f"search {search!r} is unknown; allowed: {', '.join(SEARCHES)}")
     _check_search_options(search, objective, search_trials, max_accuracy_drop)
     if search != "grid" and "none" not in methods:
         methods = ("none", *methods)  # the baseline sets the search's accuracy constraint
     for m in methods:
         if m not in METHODS:
-            raise ValueError(f"method {m!r} is unknown; allowed: {', '.join(METHODS)}")
+            raise InputError(f"method {m!r} is unknown; allowed: {', '.join(METHODS)}")
     if strengths is not None:
         strengths = tuple(float(s) for s in strengths)
         for s in strengths:
             if not (s > 0 and math.isfinite(s)):
-                raise ValueError(f"strength {s!r} is invalid; allowed: finite numbers > 0")
+                raise InputError(f"strength {s!r} is invalid; allowed: finite numbers > 0")
         if not strengths:
-            raise ValueError("--strengths is empty; allowed: comma-separated numbers > 0")
+            raise InputError("--strengths is empty; allowed: comma-separated numbers > 0")
     grids = tuple(
         (m, tuple(strengths) if strengths is not None else preset.strengths[m])
         for m in methods
@@ -178,7 +193,7 @@ def from_preset(
     if seeds is None:
         seeds = preset.seeds if search == "grid" else SEARCH_SEEDS
     if seeds < 1:
-        raise ValueError(f"seeds={seeds} is invalid; allowed: an integer >= 1")
+        raise InputError(f"seeds={seeds} is invalid; allowed: an integer >= 1")
     overrides = _overrides(preset, epochs, sets or {})
     sweep = SweepConfig(
         preset=preset.name,
@@ -210,26 +225,49 @@ def _overrides(preset, epochs: int | None, sets: dict[str, Any]) -> dict[str, An
     """Preset overrides, then --epochs, then --set; typed through a TrialConfig round trip."""
     for key in sets:
         if key in RESERVED:
-            raise ValueError(f"--set {key} is not allowed; use {RESERVED[key]}")
+            raise InputError(f"--set {key} is not allowed; use {RESERVED[key]}")
     raw = {**preset.overrides, **({"epochs": epochs} if epochs is not None else {}), **sets}
-    probe = TrialConfig.from_dict(recipe_config({"dataset": preset.dataset, **raw}))
+    probe = TrialConfig.from_dict(derive_trial_dict(preset.dataset, "none", 0.0, 0, raw))
     return {k: getattr(probe, k) for k in raw}
+
+
+def preset_trial_dict(
+    name: str,
+    method: str,
+    strength: float,
+    seed: int,
+    *,
+    epochs: int | None = None,
+    sets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One trial of preset `name` on its own (`pags train --preset`): the same overrides and
+    derivation as the preset's sweep, so the same config_id as the sweep's trial."""
+    preset = get_preset(name)
+    sweep = SweepConfig(
+        preset=preset.name,
+        dataset=preset.dataset,
+        methods=(method,),
+        strengths=(),
+        seeds=seed + 1,
+        overrides=tuple(sorted(_overrides(preset, epochs, sets or {}).items())),
+    )
+    return sweep.trial_dict(method, strength, seed)
 
 
 def _check_search_options(search, objective, trials, max_drop) -> None:
     """Search-only options: refused with a grid (they would be silently ignored)."""
     if objective is not None and objective not in OBJECTIVES:
-        raise ValueError(f"objective {objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
+        raise InputError(f"objective {objective!r} is unknown; allowed: {', '.join(OBJECTIVES)}")
     if search == "grid":
         given = {"--objective": objective, "--trials": trials, "--max-accuracy-drop": max_drop}
         for flag, value in given.items():
             if value is not None:
-                raise ValueError(f"{flag} is only for a search; allowed: add --search optuna")
+                raise InputError(f"{flag} is only for a search; allowed: add --search optuna")
         return
     if trials is not None and trials < 1:
-        raise ValueError(f"--trials {trials} is invalid; allowed: an integer >= 1")
+        raise InputError(f"--trials {trials} is invalid; allowed: an integer >= 1")
     if max_drop is not None and not (0 <= max_drop <= 1):
-        raise ValueError(
+        raise InputError(
             f"--max-accuracy-drop {max_drop:g} is invalid; allowed: a number in [0, 1]"
         )
 
@@ -238,9 +276,9 @@ def _check_search(sweep: SweepConfig) -> None:
     if sweep.search == "grid":
         return
     if not sweep.searched_methods:
-        raise ValueError("--search needs a robust method; allowed: " + ", ".join(ROBUST_METHODS))
+        raise InputError("--search needs a robust method; allowed: " + ", ".join(ROBUST_METHODS))
     if not dict(sweep.overrides).get("measure", True) and sweep.objective != "test_accuracy":
-        raise ValueError(
+        raise InputError(
             f"objective {sweep.objective!r} needs measure=true; allowed with measure=false: "
             "test_accuracy"
         )

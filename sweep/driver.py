@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 
-from analysis.schema import STATUSES, STRENGTH_SYMBOL
+from analysis.schema import SEARCH_BEST_FILE, STATUSES, STRENGTH_SYMBOL
 from sweep import experiment, storage
 from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig
@@ -66,7 +66,7 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
     130 interrupted). ValueError = user error (exit 2), raised before any trial starts."""
     trials = representative_trials(sweep, where)  # validates every trial config
     storage.check_writable(where.exp_dir)
-    resume = experiment.check_compatible(where.exp_dir, sweep)
+    resume = experiment.check_compatible(where.exp_dir, sweep, where.max_failures)
     if dry_run:
         log(trial_table(sweep, where, resume))
         return 0
@@ -78,7 +78,7 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
     # One sweep at a time per directory; checked again under the lock, since another sweep
     # may have claimed the directory since the check above.
     with experiment.locked(where.exp_dir):
-        resume = experiment.check_compatible(where.exp_dir, sweep)
+        resume = experiment.check_compatible(where.exp_dir, sweep, where.max_failures)
         started = cluster.connect(where.address, where.num_cpus)
         try:
             cluster.check_resources(
@@ -93,21 +93,22 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 
 
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:
-    from sweep.artifacts import default_cache_dir, prepare_shared
+    from sweep.artifacts import prepare_shared
     from sweep.export import write_results
     from sweep.launch import run_sweep
+    from trainables.measure.artifacts import default_cache_dir
 
     where = dataclasses.replace(where, cache_dir=where.cache_dir or default_cache_dir())
     refs = prepare_shared(trials, where.cache_dir, where.cpus_per_trial, where.gpus_per_trial, log)
     if not resume:
-        experiment.claim(where.exp_dir, sweep)
+        experiment.claim(where.exp_dir, sweep, where.max_failures)
     log(f"[pags] {'resuming' if resume else 'starting'} sweep {sweep.preset} in {where.exp_dir}")
     result = run_sweep(sweep, where, refs, log)
     name = os.path.basename(where.exp_dir.rstrip("/"))
     trials_df, _ = write_results(result.outcomes, where.exp_dir, name, driver_versions())
     if result.best:
         storage.write_text_atomic(
-            storage.join(where.exp_dir, "search_best.json"), json.dumps(result.best, indent=1)
+            storage.join(where.exp_dir, SEARCH_BEST_FILE), json.dumps(result.best, indent=1)
         )
     failed = trials_df[trials_df["status"] == "error"]
     counts = trials_df["status"].value_counts().to_dict()

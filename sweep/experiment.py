@@ -13,23 +13,27 @@ import json
 import os
 from collections.abc import Iterator
 
+from analysis.schema import MEASURES_FILE, SWEEP_FILE, TRIALS_FILE  # noqa: E402
 from sweep import storage
 from sweep.config import SweepConfig, first_difference
+from trainables.errors import InputError
 
-SWEEP_FILE = "sweep_config.json"
 LOCK_FILE = ".pags.lock"
+MAX_FAILURES_KEY = "max_failures"  # in SWEEP_FILE beside the sweep config
 # What a sweep writes; present without sweep_config.json = results of something unknown.
-OWNED = ("tune", "baseline", "trials.parquet", "measures.parquet")
+OWNED = ("tune", "baseline", TRIALS_FILE, MEASURES_FILE)
 
 
-def check_compatible(exp_dir: str, sweep: SweepConfig) -> bool:
+def check_compatible(exp_dir: str, sweep: SweepConfig, max_failures: int | None = None) -> bool:
     """True if `exp_dir` already holds this sweep (resume), False if it holds none yet.
-    Raises ValueError naming the first difference for another sweep. Reads only."""
+    Raises InputError naming the first difference for another sweep, or a `max_failures`
+    other than the stored one: a resumed Tune experiment keeps the retries it started with,
+    so a changed value would be silently ignored. Reads only."""
     text = storage.read_text(storage.join(exp_dir, SWEEP_FILE))
     if text is None:
         foreign = [n for n in OWNED if storage.exists(storage.join(exp_dir, n))]
         if foreign:
-            raise ValueError(
+            raise InputError(
                 f"{exp_dir} holds results ({foreign[0]}) without {SWEEP_FILE}; "
                 "allowed: a new or pags-made --output"
             )
@@ -37,19 +41,28 @@ def check_compatible(exp_dir: str, sweep: SweepConfig) -> bool:
     try:
         stored = json.loads(text)
     except json.JSONDecodeError:
-        raise ValueError(f"{storage.join(exp_dir, SWEEP_FILE)} is not valid JSON") from None
+        raise InputError(f"{storage.join(exp_dir, SWEEP_FILE)} is not valid JSON") from None
+    kept = stored.pop(MAX_FAILURES_KEY, None)
     diff = first_difference(stored, sweep.to_dict())
     if diff is not None:
-        raise ValueError(
+        raise InputError(
             f"{exp_dir} holds a different sweep: {diff}; allowed: the same "
             "options to resume, or another --output"
+        )
+    if max_failures is not None and kept is not None and kept != max_failures:
+        raise InputError(
+            f"--max-failures {max_failures} differs from the {kept} this sweep started with, "
+            f"which Tune keeps on resume; allowed: {kept}, or another --output"
         )
     return True
 
 
-def claim(exp_dir: str, sweep: SweepConfig) -> None:
-    """Record the sweep in its directory (after `check_compatible` said it is new)."""
+def claim(exp_dir: str, sweep: SweepConfig, max_failures: int | None = None) -> None:
+    """Record the sweep in its directory (after `check_compatible` said it is new), with the
+    retries per trial it starts with (not identity, but fixed once Tune has started)."""
     body = {**sweep.to_dict(), "config_id": sweep.config_id}
+    if max_failures is not None:
+        body[MAX_FAILURES_KEY] = max_failures
     storage.write_text_atomic(storage.join(exp_dir, SWEEP_FILE), json.dumps(body, indent=1))
 
 
@@ -74,7 +87,7 @@ def locked(exp_dir: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            raise ValueError(
+            raise InputError(
                 f"{exp_dir} is in use by another pags sweep (pid {holder}); allowed: wait for "
                 "it to finish, or another --output"
             ) from None

@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from analysis import schema
+from analysis.schema import MAPS_DIR, MEASURES_FILE, TRIALS_FILE  # noqa: E402
 from sweep import storage
 from trainables.config import TrialConfig
 
-TRIALS_FILE, MEASURES_FILE, MAPS_DIR = "trials.parquet", "measures.parquet", "maps"
 FINAL = ("completed", "diverged")
 # Columns beyond the documented ones (analysis/schema.py allows extras): the flattened trial
 # config, and these, with their value for a trial that never reported.

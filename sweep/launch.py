@@ -31,14 +31,13 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
 from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
-from sweep.presets import get_preset
 from sweep.progress import ProgressLine
 from trainables.config import TrialConfig
-from trainables.tune_trainable import MAPS_FILE, RECORD_FILE, train, trial_config
+from trainables.tune_trainable import MAPS_FILE, train, trial_config
 
 # Relative cost of one training step per method (forward/backward passes), to start the
 # longest trials first: the last trials then finish together instead of one straggling.
@@ -114,10 +113,8 @@ def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min
     """The study of one method through Ray Tune (sweep/search.py), within the preset grid's
     range of log10-strength; each suggested strength runs `sweep.seeds` seeds."""
     lo, hi = sweep.search_bounds(method)
-    base = sweep.trial_dict(method, 10**lo, 0, **paths)
-    rule = get_preset(sweep.preset).lr_rules.get(method)
-    base_lr = sweep.trial_dict("none", 0.0, 0)["lr"]
-    space = {"trial": base, "lr_rule": [rule[0], rule[1], base_lr] if rule else None}
+    epochs = sweep.trial_dict(method, 10**lo, 0)["epochs"]
+    space = sweep.search_space(method, **paths)
     searcher = search.StrengthSearcher(
         url=url,
         method=method,
@@ -133,7 +130,7 @@ def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min
         trainable,
         space,
         sweep.search_trials * sweep.seeds,
-        base["epochs"],
+        epochs,
         sweep,
         where,
         searcher=searcher,

@@ -34,6 +34,7 @@ from sweep.measure_exec import Plan, run_local, run_ray
 from sweep.measure_tables import read_records, write_tables
 from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
+from trainables.errors import InputError
 from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
 
 SETTINGS_FILE = "measure_config.json"
@@ -92,7 +93,7 @@ def run_measure(
     """Measure `specs` into `out_dir`; returns the exit code. `invalid`: specs already
     refused by the caller (bad manifest rows), counted into exit code 2."""
     from sweep import experiment
-    from sweep.artifacts import default_cache_dir
+    from trainables.measure.artifacts import default_cache_dir
 
     storage.check_writable(out_dir)
     base = base.replace(artifacts_dir=base.artifacts_dir or default_cache_dir())
@@ -142,7 +143,7 @@ def _claim(out_dir: str, base: TrialConfig) -> None:
     if old is not None and read_records(out_dir):  # a directory with nothing measured is free
         for key, value in json.loads(old).items():
             if settings.get(key) != value:
-                raise ValueError(
+                raise InputError(
                     f"{out_dir} holds measurements with {key}={value!r}, not "
                     f"{settings.get(key)!r}; allowed: the same settings, or another --output"
                 )

@@ -15,6 +15,8 @@ import math
 import os
 from collections.abc import Callable
 
+from trainables.errors import InputError
+
 REQUIRED = ("name", "path", "arch", "format")
 OPTIONAL = ("strength", "label", "seed", "epoch", "activation")
 
@@ -54,7 +56,6 @@ def cmd_measure(args) -> int:
     from sweep.cli import UsageError, _set_pairs
     from sweep.measure import run_measure
     from trainables.config import TrialConfig
-    from trainables.data import DataUnavailableError
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
 
     sets = _set_pairs(args.set)
@@ -64,18 +65,12 @@ def cmd_measure(args) -> int:
                              f"{', '.join(MEASURE_FIELDS)}")  # fmt: skip
     cache = os.path.abspath(args.cache_dir) if args.cache_dir else ""
     data_root = os.path.abspath(args.data_root) if args.data_root else ""
-    try:
-        base = TrialConfig.from_dict(
-            {"dataset": args.dataset, "data_root": data_root, "artifacts_dir": cache, **sets}
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    base = TrialConfig.from_dict(
+        {"dataset": args.dataset, "data_root": data_root, "artifacts_dir": cache, **sets}
+    )
     lines: list[str] = []
     if args.manifest:
-        try:
-            specs = read_manifest(args.manifest, lines.append)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+        specs = read_manifest(args.manifest, lines.append)
     else:
         _check_args(args)
         specs = [
@@ -91,15 +86,12 @@ def cmd_measure(args) -> int:
     gpus = args.gpus_per_task
     if gpus is not None and not (gpus >= 0 and math.isfinite(gpus)):
         raise UsageError(f"--gpus-per-task {gpus:g} is invalid; allowed: >= 0")
-    try:
-        return run_measure(
-            specs, base, os.path.abspath(args.output), local=args.local, device=args.device,
-            address=args.address, num_cpus=args.num_cpus, cpus=args.cpus_per_task,
-            gpus=args.gpus_per_task, invalid=len(lines),
-            log=lambda text: print(text, flush=True),
-        )  # fmt: skip
-    except (ValueError, DataUnavailableError) as err:
-        raise UsageError(str(err)) from None
+    return run_measure(
+        specs, base, os.path.abspath(args.output), local=args.local, device=args.device,
+        address=args.address, num_cpus=args.num_cpus, cpus=args.cpus_per_task,
+        gpus=args.gpus_per_task, invalid=len(lines),
+        log=lambda text: print(text, flush=True),
+    )  # fmt: skip
 
 
 def _check_args(args) -> None:
@@ -144,15 +136,15 @@ def read_manifest(path: str, bad: Callable[[str], None]) -> list:
             rows = list(csv.DictReader(f))
             header = rows and list(rows[0]) or []
     except OSError as err:
-        raise ValueError(f"manifest {path}: cannot read it ({err.strerror or err})") from None
+        raise InputError(f"manifest {path}: cannot read it ({err.strerror or err})") from None
     except csv.Error as err:
-        raise ValueError(f"manifest {path}: not a CSV file ({err})") from None
+        raise InputError(f"manifest {path}: not a CSV file ({err})") from None
     columns = [c.strip() for c in header]
     missing = [c for c in REQUIRED if c not in columns]
     unknown = [c for c in columns if c not in (*REQUIRED, *OPTIONAL)]
     if not rows or missing or unknown:
         what = f"missing columns {missing}" if missing or not rows else f"unknown columns {unknown}"
-        raise ValueError(
+        raise InputError(
             f"manifest {path}: {what if rows else 'no rows'}; allowed: {', '.join(REQUIRED)} "
             f"and optionally {', '.join(OPTIONAL)}"
         )
@@ -173,7 +165,7 @@ def read_manifest(path: str, bad: Callable[[str], None]) -> list:
                 seed=_number(row, "seed", int, None),
                 epoch=_number(row, "epoch", int, None),
             )
-        except ValueError as err:
+        except ValueError as err:  # a bad row is reported and skipped
             bad(f"{where}: {err}")
             continue
         if not row["path"]:
@@ -194,7 +186,7 @@ def _number(row: dict, key: str, kind, default):
     try:
         value = kind(text)
     except ValueError:
-        raise ValueError(f"{key} {text!r} is invalid; allowed: {kind.__name__}") from None
+        raise InputError(f"{key} {text!r} is invalid; allowed: {kind.__name__}") from None
     if kind is int and value < 0:
-        raise ValueError(f"{key} {text!r} is invalid; allowed: an integer >= 0")
+        raise InputError(f"{key} {text!r} is invalid; allowed: an integer >= 0")
     return value

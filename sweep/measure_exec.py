@@ -16,8 +16,10 @@ import time
 
 import numpy as np
 
+from analysis.atomic import atomic_write
+from analysis.errors import one_line
+from analysis.schema import MAPS_DIR
 from sweep import storage
-from sweep.export import MAPS_DIR
 from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
@@ -34,10 +36,10 @@ class Plan:
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
     """Maps first, record last: a record on disk means the measurement is complete."""
     if maps is not None:
-        tmp = os.path.join(out_dir, MAPS_DIR, f".{p.config_id}.tmp.npz")
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in maps.items()})
-        os.replace(tmp, os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz"))
+        os.makedirs(os.path.join(out_dir, MAPS_DIR), exist_ok=True)
+        arrays = {k: np.asarray(v) for k, v in maps.items()}
+        path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     record = {**record, "config_id": p.config_id, "checkpoint_sha256": p.checkpoint_sha256}
     storage.write_text_atomic(record_path(out_dir, p.config_id), json.dumps(record))
 
@@ -64,7 +66,7 @@ def measure_one(p: Plan, base_dict: dict, artifacts, device) -> tuple[str, objec
 def _failed(p, err: BaseException, progress, log) -> int:
     """Count one measurement that failed for a reason other than its file: log it, return 1."""
     progress.done += 1
-    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {_last_line(err)}")
+    log(f"[pags] failed: {p.spec.name} ({p.spec.path}): {one_line(err, last=True)}")
     return 1
 
 
@@ -200,8 +202,3 @@ class _Progress:
                       total=self.total)  # fmt: skip
         eta = elapsed / self.done * (self.total - self.done) if self.done else None
         self.log(progress_line(elapsed, counts, self._best, eta, "measure"))
-
-
-def _last_line(err: BaseException) -> str:
-    lines = [ln for ln in str(err).splitlines() if ln.strip()]
-    return lines[-1].strip()[:300] if lines else type(err).__name__

@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from analysis import schema
+from analysis.schema import MEASURES_FILE, TRIALS_FILE
 from sweep import storage
-from sweep.export import MEASURES_FILE, TRIALS_FILE, write_table
+from sweep.export import write_table
 
 RECORDS_DIR = "records"
 

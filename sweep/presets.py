@@ -59,15 +59,6 @@ class Preset:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
 
-    def trial_overrides(self, method: str, strength: float, base_lr: float) -> dict[str, Any]:
-        """Per-trial overrides from the learning-rate rules (empty when no rule applies)."""
-        rule = self.lr_rules.get(method)
-        if rule is None:
-            return {}
-        threshold, scale = rule
-        ref = strength * scale
-        return {"lr": base_lr / (ref / threshold) if ref > threshold else base_lr}
-
 
 PRESETS: Registry[Preset] = Registry("preset")
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 
 import pyarrow.fs as pafs
+
+from analysis.atomic import atomic_write
+from trainables.errors import InputError
 
 
 def is_uri(path: str) -> bool:
@@ -36,7 +40,7 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(path)
     except Exception as err:  # pyarrow raises several types for bad schemes/credentials
-        raise ValueError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
+        raise InputError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
 
 
 def check_writable(path: str) -> None:
@@ -49,9 +53,9 @@ def check_writable(path: str) -> None:
         try:
             info = fs.get_file_info(inner)
         except Exception as err:
-            raise ValueError(f"storage {path!r} is not reachable: {err}") from None
+            raise InputError(f"storage {path!r} is not reachable: {err}") from None
         if info.type == pafs.FileType.File:
-            raise ValueError(f"storage {path!r} is a file; allowed: a directory")
+            raise InputError(f"storage {path!r} is a file; allowed: a directory")
         return
     probe = path
     while not os.path.exists(probe):
@@ -60,9 +64,9 @@ def check_writable(path: str) -> None:
             break
         probe = parent
     if not os.path.isdir(probe):
-        raise ValueError(f"output {path!r} is not writable: {probe!r} is not a directory")
+        raise InputError(f"output {path!r} is not writable: {probe!r} is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"output {path!r} is not writable: no permission on {probe!r}")
+        raise InputError(f"output {path!r} is not writable: no permission on {probe!r}")
 
 
 def exists(path: str) -> bool:
@@ -82,8 +86,14 @@ def read_text(path: str) -> str | None:
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write to a temp name beside `path`, then move over it (a reader never sees half)."""
     fs, inner = filesystem(path)
-    fs.create_dir(posixpath.dirname(inner) if is_uri(path) else os.path.dirname(inner))
-    tmp = f"{inner}.tmp-{os.getpid()}"
+    if not is_uri(path):
+        os.makedirs(os.path.dirname(os.path.abspath(inner)), exist_ok=True)
+        atomic_write(inner, lambda f: f.write(data))
+        return
+    # An object store has no rename across writers to race on: a PUT replaces the object
+    # whole, so the temporary object only needs a name no other writer uses.
+    fs.create_dir(posixpath.dirname(inner))
+    tmp = f"{inner}.tmp-{uuid.uuid4().hex}"
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, inner)

@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 from ray import tune
 
 from sweep import storage
+from trainables.errors import InputError
 
 BACKUP_FILE = "pags-experiment-state.json"
 STATE_PREFIX, STATE_SUFFIX = "experiment_state-", ".json"  # Tune's CKPT_FILE_TMPL
@@ -89,7 +90,7 @@ def repair(exp_path: str, log=print) -> None:
         return
     backup = storage.read_text(storage.join(exp_path, BACKUP_FILE))
     if not _parses(backup):
-        raise ValueError(
+        raise InputError(
             f"Tune's state {path} is damaged and has no complete copy to restore from; move "
             f"{exp_path} aside to start this sweep over"
         )

@@ -13,7 +13,7 @@ from analysis import (
     peak_alignment,
     schema,
 )
-from analysis.bootstrap import percentile_ci
+from analysis.bootstrap import estimate_outside, percentile_ci
 
 try:
     from test_analysis_fakes import Truth, make_tables
@@ -38,7 +38,10 @@ def test_peak_is_found_and_lies_in_the_bayes_aligned_regime(data):
     for _, r in peaks.iterrows():
         # Truth peaks at 10**0.25 between the swept 1.0 and 3.16; both sit in the plateau.
         assert r["peak_strength"] in (1.0, pytest.approx(10**0.5))
-        assert r["ci_low"] <= r["peak_strength"] <= r["ci_high"]
+        # Resamples put the peak only at the two levels around the truth.
+        for bound in (r["ci_low"], r["ci_high"]):
+            assert bound == 1.0 or bound == pytest.approx(10**0.5)
+        assert not r["estimate_outside_ci"]
         assert bool(r["in_bayes_aligned_paper"])  # pd.NA would raise: must be decided
         assert "inside the Bayes-aligned regime (paper criterion)" in r["finding"]
     assert peaks["in_bayes_aligned_paper"].dtype == "boolean"
@@ -79,7 +82,8 @@ def test_spearman_is_negative_on_paper_like_data(data):
     assert list(corr["scope"]) == ["all", "gradnorm", "randsmooth"]
     r = corr.iloc[0]
     assert r["n"] == len(trials) and r["spearman_rho"] < 0
-    assert r["ci_low"] <= r["spearman_rho"] <= r["ci_high"]
+    assert -1 < r["ci_low"] < r["spearman_rho"] < r["ci_high"] < 0  # excludes no correlation
+    assert not r["estimate_outside_ci"]
     a = alignment_correlation(trials, rng=np.random.default_rng(1), n_boot=N_BOOT)
     b = alignment_correlation(trials, rng=np.random.default_rng(2), n_boot=N_BOOT)
     assert a.iloc[0]["ci_low"] != b.iloc[0]["ci_low"]
@@ -99,9 +103,15 @@ def test_noise_robustness_relative_to_baseline(data):
     assert np.allclose(base["ratio_to_baseline"], 1.0)
     top = noise[noise["strength"] == noise["strength"].max()]
     assert (top["ratio_to_baseline"] > 5).all()  # distractor sensitivity fell ~10x
+    # The baseline's ratio to itself is 1 in every resample; elsewhere the interval has width,
+    # and at the strongest setting it excludes 1 by far.
+    assert (base["ci_low"] == 1.0).all() and (base["ci_high"] == 1.0).all()
+    rest = noise[noise["strength"] > 0]
+    assert (rest["ci_low"] < rest["ci_high"]).all()
+    assert (top["ci_low"] > 5).all()
     ok = noise.dropna(subset=["ratio_to_baseline"])
-    assert (ok["ci_low"] <= ok["ratio_to_baseline"]).all()
-    assert (ok["ratio_to_baseline"] <= ok["ci_high"]).all()
+    outside = (ok["ratio_to_baseline"] < ok["ci_low"]) | (ok["ratio_to_baseline"] > ok["ci_high"])
+    assert (ok["estimate_outside_ci"] == outside).all()
 
 
 def test_noise_robustness_without_masks_says_so(data):
@@ -111,13 +121,26 @@ def test_noise_robustness_without_masks_says_so(data):
     assert len(noise) == 2 and noise["reason"].str.contains("no signal/distractor masks").all()
 
 
-def test_percentile_interval_keeps_censoring_and_contains_the_estimate():
+def test_percentile_interval_keeps_censoring_and_is_not_widened():
     samples = np.array([-np.inf] * 30 + list(np.linspace(0, 1, 60)) + [np.nan] * 10)
-    low, high, frac = percentile_ci(samples, 0.5)
-    assert np.isneginf(low) and high <= 1.0 and frac == pytest.approx(0.9)
-    low, high, _ = percentile_ci(np.linspace(0, 1, 100), 2.0)  # skewed: widened to contain
-    assert high == 2.0
-    assert np.isnan(percentile_ci(np.full(5, np.nan), 0.0)[0])
+    low, high, frac = percentile_ci(samples)
+    # 90 valid replicates: the 2.5% point is a censored one, the 97.5% one the 88th of 90
+    # (sorted), the 58th of the 60 finite ones: 57/59.
+    assert np.isneginf(low) and high == pytest.approx(57 / 59) and frac == pytest.approx(0.9)
+    low, high, _ = percentile_ci(np.linspace(0, 1, 101))
+    assert (low, high) == (pytest.approx(0.02), pytest.approx(0.98))
+    # An estimate of 2.0 is not pulled in: the interval stays, and the flag says so.
+    assert estimate_outside(2.0, low, high) and not estimate_outside(0.5, low, high)
+    assert not estimate_outside(np.nan, low, high)
+    assert np.isnan(percentile_ci(np.full(5, np.nan))[0])
+
+
+def test_percentile_interval_has_its_nominal_coverage():
+    """Over normal samples the 95% interval is (-1.96, 1.96) up to sampling error."""
+    low, high, _ = percentile_ci(np.random.default_rng(0).standard_normal(200_000))
+    assert low == pytest.approx(-1.96, abs=0.02) and high == pytest.approx(1.96, abs=0.02)
+    low, high, _ = percentile_ci(np.random.default_rng(0).standard_normal(200_000), 0.5)
+    assert low == pytest.approx(-0.674, abs=0.01) and high == pytest.approx(0.674, abs=0.01)
 
 
 def test_spearman_of_rho2_with_alignment(data):
@@ -132,7 +155,8 @@ def test_spearman_of_rho2_with_alignment(data):
     assert r["quantity"] == "rho2" and r["scope"] == "all" and r["n"] == len(trials)
     want = stats.spearmanr(trials["rho2"], trials["alignment"]).statistic
     assert r["spearman_rho"] == pytest.approx(want)
-    assert r["ci_low"] <= r["spearman_rho"] <= r["ci_high"]
+    assert -1 < r["ci_low"] < r["spearman_rho"] < r["ci_high"] < 0  # excludes no correlation
+    assert not r["estimate_outside_ci"]
     # tables from before rho2 was measured: a reason, no crash
     old = alignment_correlation(
         trials.drop(columns="rho2"), rng=np.random.default_rng(0), n_boot=10, quantity="rho2"

@@ -132,14 +132,6 @@ def write_results(directory: Path, trials: pd.DataFrame, measures: pd.DataFrame)
     return directory
 
 
-def test_written_tables_carry_the_schema_version(tmp_path):
-    trials, measures = make_tables()
-    write_results(tmp_path, trials, measures)
-    meta = pq.read_schema(tmp_path / "trials.parquet").metadata
-    assert meta[schema.METADATA_KEY.encode()] == schema.SCHEMA_VERSION.encode()
-    assert set(trials["method"]) == {"none", "gradnorm"}
-
-
 def test_schema_to_arrow_round_trip():
     trials, _ = make_tables()
     table = schema.to_arrow(trials, "trials")

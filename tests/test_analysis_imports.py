@@ -3,6 +3,7 @@ runs where the training stack is not installed)."""
 
 from __future__ import annotations
 
+import os
 import pkgutil
 import subprocess
 import sys
@@ -31,3 +32,19 @@ def test_analysis_imports_neither_torch_nor_ray():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"analysis imported: {done.stdout.strip()}"
+
+
+def test_importing_the_figure_modules_keeps_the_users_backend():
+    """A notebook's backend (here MPLBACKEND=svg) survives importing plots, report and gallery:
+    they used to force Agg, which made figures vanish from notebooks."""
+    code = (
+        "import analysis.plots, analysis.report, analysis.gallery\n"
+        "import matplotlib\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "svg"

@@ -65,13 +65,31 @@ def test_recovers_known_boundaries(data_seed):
     assert 0.15 < drop < 0.3
 
 
-def test_interval_contains_estimate_and_is_ordered():
+def test_intervals_cover_the_truth_and_flag_an_estimate_outside():
+    """Intervals are the bootstrap's own (not widened): ordered, informative, covering the
+    known boundary, and `estimate_outside_ci` says where the estimate falls outside."""
+    truth = Truth()
     bounds = fit(*make_tables(methods=("gradnorm", "randsmooth", "smoothness"), noise=0.06))
     ok = bounds[bounds["status"] == "ok"]
     assert len(ok) == 12
-    assert (ok["ci_low"] <= ok["estimate"]).all() and (ok["estimate"] <= ok["ci_high"]).all()
-    assert (ok["log10_ci_low"] <= ok["log10_estimate"]).all()
-    assert ok["located_fraction"].between(0, 1).all()
+    assert (ok["log10_ci_low"] < ok["log10_ci_high"]).all()
+    assert (ok["log10_ci_high"] - ok["log10_ci_low"] < 0.8).all()  # informative: < 0.8 decades
+    value = {
+        ("paper", B1): truth.b1,
+        ("paper", B2): truth.b2,
+        ("scale_free", B1): truth.scale_free_b1,
+        ("scale_free", B2): truth.scale_free_b2,
+    }
+    covered = [
+        r["log10_ci_low"] <= value[(r["criterion"], r["boundary"])] <= r["log10_ci_high"]
+        for _, r in ok.iterrows()
+    ]
+    assert sum(covered) >= 10  # 95% intervals: at most 2 of 12 may miss
+    outside = (ok["log10_estimate"] < ok["log10_ci_low"]) | (
+        ok["log10_estimate"] > ok["log10_ci_high"]
+    )
+    assert (ok["estimate_outside_ci"] == outside).all()
+    assert ok["located_fraction"].between(0.9, 1).all()
 
 
 def test_same_seed_same_output_and_different_seed_differs():

@@ -60,7 +60,10 @@ def test_regimes_table_has_one_row_per_boundary(report):
         regimes.columns
     )
     ok = regimes[regimes["status"] == "ok"]
-    assert len(ok) == 8 and (ok["ci_low"] <= ok["estimate"]).all()
+    assert len(ok) == 8 and (ok["ci_low"] < ok["ci_high"]).all()
+    # The written table carries the flag, and it agrees with the written values.
+    outside = (ok["estimate"] < ok["ci_low"]) | (ok["estimate"] > ok["ci_high"])
+    assert (ok["estimate_outside_ci"] == outside).all()
 
 
 def test_markdown_states_findings_in_plain_words(report):

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from sweep.cli import main
 from trainables.config import TrialConfig
 
 PAGS = [sys.executable, "-m", "sweep.cli"]
@@ -15,15 +16,70 @@ def run(*args):
     return subprocess.run([*PAGS, *args], capture_output=True, text=True, timeout=300)
 
 
-def test_train_json_has_the_documented_fields():
+def test_train_no_measure_trains_the_configured_trial_and_measures_nothing():
     out = run("train", "--method", "gradnorm", "--strength", "0.01", "--epochs", "1",
               "--no-measure", "--set", "train_subset=128", "--json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    for key in ("status", "test_accuracy", "train_loss", "epochs", "config_id", "config"):
-        assert key in obj
+    # Exactly these keys: --no-measure leaves out every measurement and the maps.
+    assert set(obj) == {"status", "config_id", "config", "epochs", "train_loss",
+                        "test_accuracy", "wall_time_s", "history"}  # fmt: skip
     cfg = TrialConfig.from_dict(obj["config"])
-    assert cfg.config_id == obj["config_id"] and cfg.strength == 0.01
+    assert cfg.config_id == obj["config_id"]
+    assert (cfg.method, cfg.strength, cfg.epochs, cfg.train_subset) == ("gradnorm", 0.01, 1, 128)
+    assert cfg.measure is False
+    assert obj["status"] == "completed" and obj["epochs"] == 1
+    (epoch,) = obj["history"]
+    assert epoch["epoch"] == 1
+    assert (
+        epoch["train_loss"] == obj["train_loss"] and epoch["test_accuracy"] == obj["test_accuracy"]
+    )
+    # One epoch on 128 examples: near chance (10 classes), cross-entropy near ln 10.
+    assert 0.0 < obj["test_accuracy"] < 0.5
+    assert 1.5 < obj["train_loss"] < 3.5
+
+
+class _RaisesValueErrorWhenLoaded:
+    """Unpickling this calls float("not a number"): a ValueError raised deep inside the
+    product (torch.load in load_checkpoint), like the internal ValueErrors of schema.coerce
+    after hours of training. It is not a user-input check, so it must not read as one."""
+
+    def __reduce__(self):
+        return (float, ("not a number",))
+
+
+def _corrupt_checkpoint(tmp_path, capsys) -> list[str]:
+    import torch
+
+    args = ["train", "--no-measure", "--epochs", "1", "--set", "train_subset=64"]
+    assert main([*args, "--dry-run"]) == 0
+    config_id = json.loads(capsys.readouterr().out)["config_id"]
+    (tmp_path / "ckpt").mkdir()
+    torch.save(_RaisesValueErrorWhenLoaded(), tmp_path / "ckpt" / f"{config_id}.pt")
+    return [*args, "--checkpoint-dir", str(tmp_path / "ckpt")]
+
+
+def test_internal_error_exits_1_with_one_line_naming_the_log(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PAGS_LOG_DIR", str(tmp_path / "logs"))
+    args = _corrupt_checkpoint(tmp_path, capsys)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("pags: internal error: ValueError: could not convert string"), err
+    assert "Traceback" not in err
+    (log,) = (tmp_path / "logs").iterdir()
+    assert str(log) in err
+    text = log.read_text()
+    assert "Traceback" in text and "load_checkpoint" in text
+
+
+def test_debug_prints_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PAGS_LOG_DIR", str(tmp_path / "logs"))
+    args = _corrupt_checkpoint(tmp_path, capsys)
+    assert main([*args, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "load_checkpoint" in err
+    assert err.strip().splitlines()[-1].startswith("pags: internal error: ")
 
 
 @pytest.mark.parametrize(

@@ -76,40 +76,6 @@ def write_mnist(root, n_train=24, n_test=16, gz=False, seed=0):
     return arrays
 
 
-def test_idx_magic_numbers():
-    assert idx_bytes(np.zeros((2, 28, 28)))[:4] == (2051).to_bytes(4, "big")
-    assert idx_bytes(np.zeros(2))[:4] == (2049).to_bytes(4, "big")
-
-
-@pytest.mark.parametrize("gz", [False, True])
-def test_mnist_distractor_loads_real_idx_files(tmp_path, network_attempts, gz):
-    arrays = write_mnist(tmp_path, gz=gz)
-    bundle = DATASETS["mnist-distractor"](seed=3, data_root=str(tmp_path))
-    glyph = letter_a_glyph(28)
-
-    assert bundle.shape == (1, 56, 28) and bundle.num_classes == 10
-    for ds, mask, split in (
-        (bundle.train, bundle.signal_mask_train, "train"),
-        (bundle.test, bundle.signal_mask_test, "t10k"),
-    ):
-        x, y = ds.tensors
-        images, labels = arrays[split]
-        assert x.dtype == torch.float32 and x.shape == (len(images), 1, 56, 28)
-        assert 0 <= x.min() and x.max() <= 1
-        assert torch.equal(y, torch.from_numpy(labels).long())
-        assert mask.dtype == torch.bool and mask.shape == x.shape
-        # each mask is exactly one half: the digit's, the other half holds the glyph
-        assert (mask.sum(dim=(1, 2, 3)) == 28 * 28).all()
-        on_top = mask[:, 0, 0, 0]
-        assert on_top.any() and (~on_top).any()
-        assert torch.equal(mask[:, 0, :28], on_top[:, None, None].expand(-1, 28, 28))
-        assert torch.equal(mask[:, 0, 28:], ~mask[:, 0, :28])
-        digits = torch.from_numpy(images).float() / 255
-        assert torch.equal(x[mask].view(-1, 28, 28), digits)  # exact round-trip of pixels
-        assert torch.equal(x[~mask].view(-1, 28, 28), glyph.expand(len(x), 28, 28))
-    assert network_attempts == []
-
-
 def test_mnist_distractor_is_deterministic_in_seed(tmp_path):
     write_mnist(tmp_path)
     a = DATASETS["mnist-distractor"](seed=0, data_root=str(tmp_path))

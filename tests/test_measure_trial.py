@@ -60,8 +60,18 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     schema.coerce(df.assign(config_id=cfg.config_id), "measures")
     # alignment against null maps is reported beside the headline
     al = df[(df.measure == "alignment") & (df.metric == summary["alignment_metric"])]
-    assert {"pred_logit", "null_noise", "null_input"} <= set(al.gradient)
-    assert 0 <= summary["alignment"] <= 1
+    al = al[al.reference == summary["alignment_reference"]].set_index("gradient")["value"]
+    assert {"pred_logit", "null_noise", "null_input"} <= set(al.index)
+    assert summary["alignment"] == pytest.approx(al["pred_logit"])
+    # Against the null maps, by cosine: the Bayes gradient points along the score (measured
+    # 0.69), noise is orthogonal to it (0.005), the input points against it (-0.73). ST-LPIPS
+    # on these 16x8 maps does not separate them (nulls 0.88-0.91 vs 0.81), so the cosine rows
+    # are the ones that can tell a broken null from a working one.
+    cos = df[(df.measure == "alignment") & (df.metric == "cosine")]
+    cos = cos[cos.reference == summary["alignment_reference"]].set_index("gradient")["value"]
+    assert cos["pred_logit"] > 0.5
+    assert abs(cos["null_noise"]) < 0.1
+    assert cos["null_input"] < -0.3
     assert summary["maps"]["gradient"].shape[1:] == bundle.shape
     # the headline pair and its names; 16x8 maps reach LPIPS upsampled 4x
     assert (summary["alignment_gradient"], summary["alignment_reference"]) == (
@@ -101,6 +111,16 @@ def test_sensitivity_grows_with_step_size(synthetic):
     _, rows = build_measurer(cfg, bundle, torch.device("cpu"), art)(model, epoch=1)
     on = pd.DataFrame(rows).query("measure == 'on_manifold_sensitivity'").sort_values("eps")
     assert on.value.is_monotonic_increasing and len(on) == 4
+
+
+def test_pags_train_finds_artifacts_through_pags_cache(synthetic, monkeypatch):
+    """`pags train` without --cache-dir reads $PAGS_CACHE like a sweep does, instead of
+    rebuilding the artifacts in the default cache."""
+    cfg, bundle, art, cache = synthetic
+    monkeypatch.setenv("PAGS_CACHE", cache)
+    monkeypatch.setattr(art_mod, "_build", lambda *a: pytest.fail("rebuilt the artifacts"))
+    again = art_mod.prepare_artifacts(cfg, None, bundle, log=pytest.fail)
+    assert again.path == art.path and torch.equal(again.tangent, art.tangent)
 
 
 def test_cached_artifacts_are_reused_and_corruption_is_rebuilt(synthetic):

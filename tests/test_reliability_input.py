@@ -15,14 +15,15 @@ import string
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from sweep import cluster
 from sweep.cli import build_parser, main
 from sweep.config import OBJECTIVES, RESERVED
 from sweep.presets import PRESETS
-from trainables.config import ACTIVATIONS, METHODS, OPTIMIZERS, SCHEDULES, TrialConfig
+from trainables.config import METHODS, OPTIMIZERS, SCHEDULES, TrialConfig
+from trainables.models import ACTIVATIONS
 from trainables.recipes import recipe_config
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrialConfig)}
@@ -211,8 +212,7 @@ ARGS = st.tuples(
 @given(preset=st.sampled_from(sorted(PRESETS)), tokens=ARGS)
 def test_any_argument_list_is_run_or_refused_never_a_traceback(monkeypatch, capsys, preset, tokens):
     """Random argument lists (dry runs): exit 0 with the trial table, or 2 with one line."""
-    if "--seeds" in tokens:
-        return  # a huge count would only make a long table
+    assume("--seeds" not in tokens)  # a huge count would only make a long table
     argv = ["sweep", "--preset", preset, *tokens, "--dry-run"]
     code, out, err, left = run_in_empty_dir(monkeypatch, capsys, argv, output=False)
     event(f"exit {code}")

@@ -186,3 +186,16 @@ def test_sweep_config_json_is_the_sweeps_identity(tmp_path):
 def test_analyze_unreadable_directory_is_one_line_exit_2(tmp_path, capsys):
     code, out, err = run(capsys, "analyze", str(tmp_path / "missing"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "does not exist" in err
+
+
+def test_a_rerun_with_another_max_failures_is_refused(tmp_path, capsys):
+    """Tune keeps the retries a sweep started with; a changed --max-failures would be ignored
+    silently, so it is refused, naming both values. The same value resumes."""
+    exp = tmp_path / "exp"
+    claim(str(exp), from_preset("digits-quick", epochs=2), max_failures=3)
+    args = ["--preset", "digits-quick", "--epochs", "2", "--output", str(exp), "--dry-run"]
+    code, _, err = run(capsys, "sweep", *args, "--max-failures", "5")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--max-failures 5 differs from the 3 this sweep started with" in err
+    code, out, err = run(capsys, "sweep", *args, "--max-failures", "3")
+    assert code == 0 and "resume: same sweep" in out, err

@@ -5,7 +5,6 @@ No Ray runtime here: the records are what `trainables.tune_trainable` writes int
 
 import math
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -165,7 +164,6 @@ def test_only_one_trial_side_module_imports_ray_tune():
     )
     files = sorted(Path(p).name for p in out.stdout.split())
     assert files == ["tune_trainable.py"], files
-    assert sys.modules  # keep the import list honest
 
 
 def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):

@@ -12,6 +12,11 @@ import pytest
 
 from analysis import load_results
 
+try:
+    from results_contract import assert_tables_match_the_schema
+except ImportError:
+    from tests.results_contract import assert_tables_match_the_schema
+
 pytestmark = pytest.mark.ray
 
 PAGS = [sys.executable, "-m", "sweep.cli"]
@@ -47,6 +52,11 @@ def tiny(tmp_path_factory):
     out = pags(*TINY, *where, cwd=root)
     assert out.returncode == 0, out.stdout + out.stderr
     return root / "shared" / "exp", where, out
+
+
+def test_written_tables_match_the_documented_schema(tiny):
+    exp, _, _ = tiny
+    assert_tables_match_the_schema(exp, measured=False)
 
 
 def checkpoints(exp: Path) -> list[str]:
@@ -138,6 +148,7 @@ def test_optuna_peak_search_with_the_real_measurer(tmp_path):
     assert ((searched["strength"] >= lo) & (searched["strength"] <= hi)).all()
     measured = ["alignment", "on_manifold_sensitivity", "off_manifold_sensitivity", "rho1", "rho2"]
     assert np.isfinite(res.trials[measured].to_numpy(dtype=float)).all()
+    assert_tables_match_the_schema(exp, measured=True)
     assert {"alignment", "rho1", "rho2"} <= set(res.measures["measure"])
     for cid in res.trials["config_id"]:
         assert (exp / "maps" / f"{cid}.npz").is_file()
@@ -170,7 +181,8 @@ def test_asha_stopped_trials_are_kept_as_stopped(tmp_path):
     trials = load_results(tmp_path / "asha").trials
     assert set(trials["status"]) <= {"completed", "stopped"}, trials["status"]
     stopped = trials[trials["status"] == "stopped"]
-    assert len(stopped) >= 1 and (stopped["epochs_completed"] < 4).all()
+    assert sorted(stopped["method"]) == ["randsmooth", "randsmooth"], stopped
+    assert (stopped["epochs_completed"] < 4).all()
     assert (trials.loc[trials["status"] == "completed", "epochs_completed"] == 4).all()
     assert (stopped["error"] == "").all()
     assert "stopped: ended early by ASHA" in out.stdout

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from analysis.errors import one_line
+from trainables.errors import InputError
 from trainables.models import MODELS, build_model
 
 FORMATS = ("pags", "state_dict", "torchvision", "robustness")
@@ -34,7 +36,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ROBUSTNESS_MODEL, ROBUSTNESS_NORMALIZER = "module.model.", "module.normalizer."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be measured; the one-line message names the file."""
 
 
@@ -98,7 +100,7 @@ def _read(path: str, trusted: bool) -> object:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
     except Exception as err:  # zip, pickle and EOF errors: all mean "not a checkpoint"
         raise CheckpointError(
-            f"{path}: not a readable torch checkpoint ({_one_line(err)})"
+            f"{path}: not a readable torch checkpoint ({one_line(err, limit=200)})"
         ) from None
 
 
@@ -202,7 +204,7 @@ def _check_io(path: str, model: nn.Module, arch: str, shape, num_classes: int) -
             out = model(torch.zeros(2, *shape))
     except Exception as err:  # conv/linear shape errors come as RuntimeError or ValueError
         raise CheckpointError(
-            f"{path}: {arch} does not take {size} inputs ({_one_line(err)})"
+            f"{path}: {arch} does not take {size} inputs ({one_line(err, limit=200)})"
         ) from None
     if tuple(out.shape) != (2, num_classes):
         raise CheckpointError(
@@ -232,8 +234,3 @@ def file_sha256(path: str) -> str:
 
 def _fmt(t: torch.Tensor) -> str:
     return "(" + ",".join(f"{v:.4g}" for v in t.flatten().tolist()) + ")"
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:200] or type(err).__name__

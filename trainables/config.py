@@ -15,10 +15,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-METHODS = ("none", "gradnorm", "smoothness", "randsmooth", "pgd_l2")
+from analysis.schema import METHODS  # the results contract names the objectives
+from trainables.errors import InputError
+
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")
-ACTIVATIONS = ("softplus", "silu", "gelu", "relu")
 ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
 
 
@@ -70,22 +71,27 @@ class TrialConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         """Strict parse: unknown keys, wrong types and bad values raise ValueError naming the
         field and what is allowed."""
+        cfg = cls(**cls.typed(d))
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def typed(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """`d` with every value converted to its field's type (unknown keys and values of
+        the wrong type raise InputError), not yet checked against the allowed values."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise ValueError(f"unknown config field {unknown[0]!r}; allowed: {', '.join(names)}")
+            raise InputError(f"unknown config field {unknown[0]!r}; allowed: {', '.join(names)}")
         hints = get_type_hints(cls)
-        kwargs = {k: _coerce(k, v, hints[k]) for k, v in d.items()}
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
+        return {k: _coerce(k, v, hints[k]) for k, v in d.items()}
 
     def replace(self, **changes: Any) -> TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def validate(self) -> None:
         from trainables.data import DATASETS
-        from trainables.models import MODELS
+        from trainables.models import ACTIVATIONS, MODELS
 
         _choice("dataset", self.dataset, DATASETS.names())
         _choice("model", self.model, MODELS.names())
@@ -108,14 +114,14 @@ class TrialConfig:
         _at_least("weight_decay", self.weight_decay, 0.0)
         _at_least("momentum", self.momentum, 0.0)
         if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ValueError(f"lr={self.lr!r} is invalid; allowed: a finite number > 0")
+            raise InputError(f"lr={self.lr!r} is invalid; allowed: a finite number > 0")
         for m in self.milestones:
             _at_least("milestones", m, 1)
         for e in self.eps:
             if not e > 0 or not math.isfinite(e):
-                raise ValueError(f"eps={e!r} is invalid; allowed: finite numbers > 0")
+                raise InputError(f"eps={e!r} is invalid; allowed: finite numbers > 0")
         if self.method == "none" and self.strength != 0:
-            raise ValueError(f"strength={self.strength!r} is invalid for method 'none'; allowed: 0")
+            raise InputError(f"strength={self.strength!r} is invalid for method 'none'; allowed: 0")
 
     # ---- identity -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -136,12 +142,12 @@ class TrialConfig:
 
 def _choice(name: str, value: Any, allowed: Any) -> None:
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is unknown; allowed: {', '.join(allowed)}")
+        raise InputError(f"{name}={value!r} is unknown; allowed: {', '.join(allowed)}")
 
 
 def _at_least(name: str, value: float, low: float) -> None:
     if not (value >= low) or (isinstance(value, float) and not math.isfinite(value)):
-        raise ValueError(f"{name}={value!r} is invalid; allowed: a finite number >= {low}")
+        raise InputError(f"{name}={value!r} is invalid; allowed: a finite number >= {low}")
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -179,7 +185,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     else:
         raise TypeError(f"unhandled type {hint} for {name}")
     kind = text.replace("<class '", "").replace("'>", "")
-    raise ValueError(f"{name}={value!r} is invalid; allowed: a value of type {kind}")
+    raise InputError(f"{name}={value!r} is invalid; allowed: a value of type {kind}")
 
 
 def _as_list(value: Any) -> list:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from analysis.atomic import atomic_write
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
@@ -224,10 +224,8 @@ def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Atomic: write to a temp file beside `path`, then rename over it."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic (analysis/atomic.py): a reader never sees half a checkpoint."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str) -> dict:

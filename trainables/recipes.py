@@ -58,3 +58,41 @@ def recipe_config(overrides: dict[str, Any]) -> dict[str, Any]:
         if "lr" not in overrides:
             merged["lr"] = merged["lr"] / (lam_ref / 0.01)
     return merged
+
+
+# A preset's learning-rate rule for one method: (threshold, scale). The strength converted to
+# the reference code's scale is `strength * scale`; above `threshold` the lr is divided by
+# (converted strength / threshold), as the reference code does (sweep/presets.py).
+LrRule = tuple[float, float]
+
+
+def scaled_lr(base_lr: float, strength: float, rule: LrRule) -> float:
+    """`base_lr` under the learning-rate `rule` at `strength`."""
+    threshold, scale = rule
+    ref = strength * scale
+    return base_lr / (ref / threshold) if ref > threshold else base_lr
+
+
+def derive_trial_dict(
+    dataset: str,
+    method: str,
+    strength: float,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    lr_rule: LrRule | None = None,
+) -> dict[str, Any]:
+    """The one derivation of a trial's config (a dict for TrialConfig.from_dict): the dataset's
+    recipe, then `overrides` (a preset's, then the user's), then the preset's `lr_rule`, which
+    scales the configured lr (recipe, preset or user) rather than the recipe's own rule.
+
+    `pags train --preset`, grid sweeps and searched trials all call this, so one (preset,
+    method, strength, seed) has one config and one config_id wherever it runs."""
+    from trainables.config import TrialConfig
+
+    # Typed first: the recipe's and the preset's rules compute with batch_size and lr.
+    base = TrialConfig.typed({"dataset": dataset, **(overrides or {})})
+    d = recipe_config({**base, "method": method, "strength": strength, "seed": seed})
+    if lr_rule is not None:
+        base_lr = recipe_config({**base, "method": "none"})["lr"]
+        d["lr"] = scaled_lr(base_lr, strength, tuple(lr_rule))
+    return d

@@ -28,11 +28,14 @@ import ray
 import torch
 from ray import tune
 
+from analysis.schema import RECORD_FILE
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
+from trainables.recipes import derive_trial_dict, scaled_lr
 
-STATE_FILE, RECORD_FILE, MAPS_FILE = "state.pt", "record.json", "maps.npz"
+# record.json's format is part of the results contract (analysis/schema.py RECORD_KEYS).
+STATE_FILE, MAPS_FILE = "state.pt", "maps.npz"
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
 # keyed on one of them finds it in every result (Tune checks this strictly).
 SUMMARY_FLOATS = (
@@ -56,18 +59,22 @@ def searched_strength(log10_strength: float) -> float:
 
 def trial_config(config: dict) -> TrialConfig:
     """The TrialConfig of a Tune config: `{"trial": dict}` (grid), or for a search over
-    log-strength `{"trial": dict, "log10_strength": x, "seed": s, "lr_rule": None |
-    [threshold, scale, base_lr]}`: lr = base_lr / (strength * scale / threshold) above the
-    threshold (the preset's learning-rate rule, sweep/presets.py)."""
+    log-strength `{"derive": {...}, "where": {...}, "log10_strength": x, "seed": s}`, derived
+    by `derive_trial_dict` like every other trial (sweep/config.py `search_space`)."""
+    if "derive" in config:
+        strength = searched_strength(config["log10_strength"])
+        d = derive_trial_dict(**config["derive"], strength=strength, seed=config["seed"])
+        return TrialConfig.from_dict({**d, **config.get("where", {})})
     d = dict(config["trial"])
     if "seed" in config:
         d["seed"] = config["seed"]
     if "log10_strength" in config:
+        # Searches started before `derive` existed: {"trial": dict, "lr_rule": None |
+        # [threshold, scale, base_lr]}; kept so that they resume.
         d["strength"] = searched_strength(config["log10_strength"])
         if config.get("lr_rule"):
             threshold, scale, base_lr = config["lr_rule"]
-            ref = d["strength"] * scale
-            d["lr"] = base_lr / (ref / threshold) if ref > threshold else base_lr
+            d["lr"] = scaled_lr(base_lr, d["strength"], (threshold, scale))
     return TrialConfig.from_dict(d)
 
 

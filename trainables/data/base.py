@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from trainables.errors import InputError
 from trainables.registry import Registry
 
 
-class DataUnavailableError(ValueError):
+class DataUnavailableError(InputError):
     """Files are missing and cannot be downloaded; the one-line message names the path and what
     to put there."""
 

@@ -37,6 +37,14 @@ FORMAT = "pags-artifacts/2"  # 2: quality figures, two autoencoders
 TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "pags", "artifacts")
 
+
+def default_cache_dir() -> str:
+    """The artifacts cache when none is given: $PAGS_CACHE, else DEFAULT_CACHE. Every entry
+    point (`pags train`, `pags sweep`, `pags measure`) resolves it here, so they share one
+    cache instead of one of them silently rebuilding."""
+    return os.environ.get("PAGS_CACHE") or DEFAULT_CACHE
+
+
 # Caps on training epochs: both nets train until their validation loss stops improving
 # (autoencoder.py, score.py); these only bound the cost, and the artifact metadata records
 # whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
@@ -140,7 +148,7 @@ def prepare_artifacts(
     A corrupt cached set (checksum mismatch, missing file) is reported through `log` and rebuilt.
     """
     acfg = ArtifactConfig.for_trial(cfg)
-    folder = artifact_dir(acfg, cache_dir or DEFAULT_CACHE)
+    folder = artifact_dir(acfg, cache_dir or default_cache_dir())
     if os.path.exists(os.path.join(folder, META_FILE)):
         try:
             return load_artifacts(folder)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.atomic import atomic_write
+
 FORMAT = "pags-autoencoder/2"  # 2: AffineResidual nets, validation split
 WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"
 
@@ -429,24 +431,12 @@ def train_autoencoder(
         "encoder": {k: v.cpu() for k, v in best.encoder.net.state_dict().items()},
         "decoder": {k: v.cpu() for k, v in best.decoder.net.state_dict().items()},
     }
-    _atomic_write(os.path.join(out_dir, WEIGHTS_FILE), lambda f: torch.save(state, f))
-    _atomic_write(
+    atomic_write(os.path.join(out_dir, WEIGHTS_FILE), lambda f: torch.save(state, f))
+    atomic_write(
         os.path.join(out_dir, CONFIG_FILE),
         lambda f: f.write(json.dumps(meta, indent=2).encode()),
     )
     return out_dir
-
-
-def _atomic_write(path: str, write) -> None:
-    """Write via a temp file + rename, so a reader on shared storage never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def load_autoencoder(path: str, device: str | torch.device = "cpu") -> Autoencoder:

@@ -26,7 +26,9 @@ from torch import nn
 
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
-from trainables.measure.alignment import (
+from trainables.measure.artifacts import Artifacts, prepare_artifacts
+from trainables.measure.gradients import input_gradients_many
+from trainables.measure.perceptual import (
     alignments,
     bayes_cosine,
     build_metric,
@@ -34,9 +36,7 @@ from trainables.measure.alignment import (
     null_maps,
     subspace_energy,
 )
-from trainables.measure.alignment import metric_name as alignment_metric_name
-from trainables.measure.artifacts import Artifacts, prepare_artifacts
-from trainables.measure.gradients import input_gradients_many
+from trainables.measure.perceptual import metric_name as alignment_metric_name
 from trainables.measure.protocol import headline_eps, headline_for
 from trainables.measure.rho import RHO1_DRAWS, RHO1_LEVELS, isotropic_rho2, rho1, rho2
 from trainables.measure.score import DenoiserScore

@@ -11,9 +11,9 @@ Sources, by name:
   read-out s), read through EDM eq. 3: score = (D(x; sigma) - x) / sigma^2. Optionally
   class-conditional (label dropout gives the unconditional score from the same net).
 - "edm-file@0.5": a user's EDM-style denoiser loaded from a file (`load_edm_denoiser`).
-- "kde@0.25": the exact score of the sigma-smoothed *empirical* distribution (`kde_score`):
-  correct for the training set, but it memorizes at small sigma.
-- "exact@0.25": the synthetic set's closed form (`ExactScore`).
+The tests check these against exact oracles that no trial uses (tests/score_oracles.py):
+"kde@0.25", the score of the sigma-smoothed empirical distribution, and "exact@0.25", the
+synthetic set's closed form.
 Denoisers see clean inputs as out of distribution (they are trained on noisy ones): always
 report which score
 an alignment used.
@@ -474,55 +474,6 @@ def load_edm_denoiser(
 
 
 # ---------------------------------------------------------------------------------------------
-# Kernel-density score of the training set
-
-
-def kde_score(
-    x: torch.Tensor,
-    x_train: torch.Tensor,
-    sigma: float,
-    y: torch.Tensor | None = None,
-    y_train: torch.Tensor | None = None,
-    chunk: int = 1024,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Exact score of p_sigma = mean_i N(x_i, sigma^2 I) over x_train `(N, C, H, W)` at x (B, ...).
-
-    grad log p_sigma(x) = (sum_i w_i x_i - x) / sigma^2, w = softmax_i(-||x - x_i||^2 / 2 sigma^2),
-    accumulated over chunks of the training set with a running log-sum-exp so memory stays
-    O(chunk^2). With y `(B,)` and y_train `(N,)`, only training points of class y count (the
-    class-conditional smoothed empirical score). float64 by default: the logits are large at
-    small sigma and the distance expansion cancels.
-    """
-    if y is not None and y_train is None:
-        raise ValueError("class-conditional kde_score needs y_train")
-    xf = x.reshape(x.shape[0], -1).to(dtype)
-    train = x_train.reshape(len(x_train), -1)
-    out = torch.empty_like(xf)
-    for q0 in range(0, len(xf), chunk):
-        q = xf[q0 : q0 + chunk]
-        m = torch.full((len(q), 1), -math.inf, dtype=dtype, device=x.device)  # running max logit
-        z = torch.zeros_like(m)  # running sum of exp(logit - m)
-        acc = torch.zeros_like(q)  # running sum of exp(logit - m) x_i
-        for t0 in range(0, len(train), chunk):
-            t = train[t0 : t0 + chunk].to(x.device, dtype)
-            dist2 = q.pow(2).sum(1, keepdim=True) - 2 * q @ t.T + t.pow(2).sum(1)
-            logit = -dist2 / (2 * sigma**2)
-            if y is not None:
-                yq, yt = y[q0 : q0 + chunk].to(x.device), y_train[t0 : t0 + chunk].to(x.device)
-                logit = logit.masked_fill(yq[:, None] != yt[None], -math.inf)
-            m_new = torch.maximum(m, logit.max(1, keepdim=True).values)
-            # Rows with no admissible point yet keep m = -inf; avoid inf - inf = nan.
-            scale = torch.where(m_new > -math.inf, (m - m_new).exp(), torch.zeros_like(m))
-            w = (logit - m_new).exp().nan_to_num(0.0)
-            z = z * scale + w.sum(1, keepdim=True)
-            acc = acc * scale + w @ t
-            m = m_new
-        out[q0 : q0 + chunk] = (acc / z - q) / sigma**2
-    return out.reshape(x.shape).to(x.dtype)
-
-
-# ---------------------------------------------------------------------------------------------
 # ScoreFn implementations
 
 
@@ -552,13 +503,6 @@ class DenoiserScore:
         return torch.cat(parts)
 
 
-def dsm_score(
-    path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu"
-) -> DenoiserScore:
-    """ScoreFn "dsm-<arch>@<sigma>" from a checkpoint written by `train_denoiser`."""
-    return DenoiserScore(load_denoiser(path, device), sigma)
-
-
 def edm_score(
     path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu", **kw
 ) -> DenoiserScore:
@@ -566,36 +510,3 @@ def edm_score(
     return DenoiserScore(
         load_edm_denoiser(path, device=device, **kw), sigma, name=f"edm-file@{sigma:g}"
     )
-
-
-class KDEScore:
-    """ScoreFn "kde@<sigma>": smoothed empirical score of a training set (conditional: y_train)."""
-
-    def __init__(
-        self,
-        x_train: torch.Tensor,
-        sigma: float = DEFAULT_SCORE_SIGMA,
-        y_train: torch.Tensor | None = None,
-    ):
-        self.x_train, self.y_train, self.sigma = x_train, y_train, sigma
-        self.conditional = y_train is not None
-        self.name = f"kde@{sigma:g}"
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if y is not None and not self.conditional:
-            raise ValueError("KDEScore built without y_train cannot condition on y")
-        return kde_score(x, self.x_train, self.sigma, y, self.y_train if y is not None else None)
-
-
-class ExactScore:
-    """ScoreFn "exact@<sigma>" of the synthetic set's oracle (always class-conditional capable)."""
-
-    conditional = True
-
-    def __init__(self, oracle, sigma: float = DEFAULT_SCORE_SIGMA):
-        self.oracle, self.sigma = oracle, sigma
-        self.name = f"exact@{sigma:g}"
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        y = None if y is None else y.cpu()
-        return self.oracle.score(x.cpu(), self.sigma, y).to(x.device, x.dtype)

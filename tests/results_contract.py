@@ -1,0 +1,48 @@
+"""The check that a real sweep's tables match the documented schema (analysis/schema.py), in
+both directions: every column and measure name written is documented, every documented column
+is written. Used by the real sweeps in test_sweep_run.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from analysis import schema
+from sweep.export import EXTRA, MEASURES_FILE, TRIALS_FILE
+from trainables.config import TrialConfig
+
+
+def assert_tables_match_the_schema(exp: Path, measured: bool) -> None:
+    trials = pq.read_table(exp / TRIALS_FILE)
+    written = set(trials.column_names)
+    documented = {c.name for c in schema.TRIALS_COLUMNS}
+    # Extras the schema allows: the flattened trial config and the export's own EXTRA columns.
+    config = {f.name for f in dataclasses.fields(TrialConfig)}
+    undocumented = written - documented - config - set(EXTRA)
+    assert not undocumented, f"{TRIALS_FILE} columns without a documentation line: {undocumented}"
+    assert documented <= written, f"documented but not written: {documented - written}"
+    meta = trials.schema.metadata[schema.METADATA_KEY.encode()].decode()
+    assert meta == schema.SCHEMA_VERSION
+
+    measures = pq.read_table(exp / MEASURES_FILE)
+    assert measures.column_names == [c.name for c in schema.MEASURES_COLUMNS]
+    names = set(measures.column("measure").to_pylist())
+    assert names <= set(schema.MEASURES), f"undocumented measures: {names - set(schema.MEASURES)}"
+    assert {"test_accuracy", "train_loss"} <= names
+    # The record between the trial and the export, as documented (schema.RECORD_KEYS).
+    records = sorted(exp.glob(f"*/*/checkpoint_*/{schema.RECORD_FILE}"))
+    assert records, f"no {schema.RECORD_FILE} under {exp}"
+    for path in records:
+        record = json.loads(path.read_text())
+        assert set(record) == set(schema.RECORD_KEYS), (
+            f"{path}: {set(record) ^ set(schema.RECORD_KEYS)}"
+        )
+        assert set(record["summary"]) <= documented, set(record["summary"]) - documented
+    if measured:
+        # On the synthetic set every documented measure is taken except those that need a
+        # distractor (the synthetic set has a signal span but no distractor half).
+        missing = set(schema.MEASURES) - names
+        assert missing <= {"energy_distractor"}, f"documented, never written: {missing}"
