@@ -74,13 +74,19 @@ def exists(path: str) -> bool:
     return fs.get_file_info(inner).type != pafs.FileType.NotFound
 
 
-def read_text(path: str) -> str | None:
-    """The file's text, or None if it does not exist."""
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None if it does not exist."""
     fs, inner = filesystem(path)
     if fs.get_file_info(inner).type == pafs.FileType.NotFound:
         return None
     with fs.open_input_stream(inner) as f:
-        return f.read().decode()
+        return f.read()
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, or None if it does not exist."""
+    data = read_bytes(path)
+    return None if data is None else data.decode()
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
