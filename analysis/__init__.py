@@ -1,5 +1,9 @@
 """pags analysis: pandas over the results Parquet tables; imports neither torch nor ray.
 
+Layers: analysis imports nothing else of pags; trainables imports its results contract
+(`analysis.schema`), its one atomic writer (`analysis.atomic`) and its error helpers
+(`analysis.errors`); sweep imports both. So results flow one way, from trials to analysis.
+
 Public API (loaded on first use, so that `import analysis.schema` on the sweep side stays
 light)::
 
@@ -12,6 +16,7 @@ light)::
     boundaries_by_eps(trials, measures, rng=...) -> boundaries refitted at every step size
     noise_robustness(trials, rng=...) -> signal/distractor ratio vs baseline
     analysis.report.write_report(results_dir, out_dir=None, rng_seed=0) -> {name: path}
+    analysis.study.analyse(results) -> the study's findings with verdicts (RESULTS.md)
 """
 
 from __future__ import annotations

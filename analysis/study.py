@@ -263,9 +263,10 @@ def spearman_ci(a, b, rng, n_boot: int = 2000) -> tuple[float, float, float, int
 
 
 def link(df: pd.DataFrame, rng, n_boot: int = 2000) -> pd.DataFrame:
-    """Spearman(rho2, alignment) and Spearman(off/on, alignment) per dataset and pair, over
-    all trials and over the trials that keep accuracy (within MAX_ACCURACY_DROP of the
-    baseline's mean). rho2 is that pair's gradient's. Predicted below 0: the more off-manifold
+    """Spearman(rho2, alignment) and Spearman(off/on, alignment) per dataset and yardstick
+    (both pairs; the Bayes gradient's cosine on oracle sets), over all trials and over the
+    trials that keep accuracy (within MAX_ACCURACY_DROP of the baseline's mean). rho2 is that
+    pair's gradient's. Predicted below 0: the more off-manifold
     robust, the better aligned."""
     rows = []
     for dataset, d in df.groupby("dataset"):
@@ -274,9 +275,8 @@ def link(df: pd.DataFrame, rng, n_boot: int = 2000) -> pd.DataFrame:
             ("all trials", d),
             ("accurate trials", d[d["test_accuracy"] >= floor]),
         ):
-            for g, ref in PAIRS:
-                col = align_col(g, ref)
-                if col not in d:
+            for g, ref, col in YARDSTICKS:
+                if col not in d or d[col].isna().all():
                     continue
                 for name, q in (("rho2", rho2_col(g)), ("off/on", OFF_ON)):
                     if q not in d:

@@ -187,9 +187,8 @@ def _intro(doc: Document, res, t) -> None:
         f"Trials: {int(done.sum())} completed of {len(trials)} "
         f"({', '.join(f'{k} {v}' for k, v in trials['status'].value_counts().items())}); "
         f"datasets {', '.join(sorted(set(trials['dataset'])))}; seeds "
-        f"{', '.join(str(s) for s in sorted(set(trials['seed'])))}; total trial time "
-        f"{trials['wall_time_s'].sum() / 60:.1f} min on the machine that ran it "
-        "(BENCHMARKS.md has the wall time).",
+        f"{', '.join(str(s) for s in sorted(set(trials['seed'])))} (BENCHMARKS.md has the "
+        "wall time).",
         "",
         "Intervals are 95 % intervals across seeds (Student t, 3 seeds) unless a table says "
         "otherwise; the rules behind each verdict are at the end. Quantities are defined in "
