@@ -15,23 +15,11 @@ from scipy import stats
 from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import BASELINE_METHOD, build_levels, split_groups, standard_errors, usable
 from analysis.regimes import B1, B2, regime_at
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import CORRELATION_COLUMNS, PEAK_COLUMNS, STRENGTH_SYMBOL
 
 ALIGN = "alignment"
 ROBUST = "relative_off_manifold_robustness"
 RHO2 = "rho2"
-PEAK_COLUMNS = (
-    "dataset", "model", "method", "strength_symbol", "alignment_metric", "alignment_gradient",
-    "n_strengths", "n_trials", "peak_strength", "ci_low", "ci_high", "log10_peak",
-    "log10_ci_low", "log10_ci_high", "estimate_outside_ci", "peak_alignment",
-    "baseline_alignment", "regime_paper",
-    "regime_scale_free", "in_bayes_aligned_paper", "in_bayes_aligned_scale_free", "finding",
-    "reason", "note",
-)  # fmt: skip
-CORRELATION_COLUMNS = (
-    "dataset", "model", "scope", "quantity", "alignment_metric", "n", "spearman_rho", "ci_low",
-    "ci_high", "estimate_outside_ci", "p_value", "reason",
-)  # fmt: skip
 
 
 def dominant_metric(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, str, int]:

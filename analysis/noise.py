@@ -15,14 +15,10 @@ import pandas as pd
 
 from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import build_levels, is_baseline, split_groups
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import NOISE_COLUMNS, STRENGTH_SYMBOL
 
 RNR = "relative_noise_robustness"
 COLUMNS = (RNR, "signal_sensitivity", "distractor_sensitivity")
-NOISE_COLUMNS = (
-    "dataset", "model", "method", "strength_symbol", "strength", "n_trials", *COLUMNS,
-    "ratio_to_baseline", "ci_low", "ci_high", "estimate_outside_ci", "reason",
-)  # fmt: skip
 
 
 def noise_robustness(

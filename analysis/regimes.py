@@ -56,7 +56,7 @@ from analysis.groups import (
     standard_errors,
     usable,
 )
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.schema import BOUNDARY_COLUMNS, LABEL_COLUMNS, STRENGTH_SYMBOL
 
 ON, OFF, ACC = "on_manifold_sensitivity", "off_manifold_sensitivity", "test_accuracy"
 FIT_COLUMNS = (ON, OFF, ACC)
@@ -73,20 +73,6 @@ class Criteria:
     on_drop: float = 0.25
     accuracy_drop: float = 0.05
     min_decline: float = 0.2
-
-
-LABEL_COLUMNS = (
-    "config_id", "dataset", "model", "method", "strength", "seed", "status", "regime_paper",
-    "regime_scale_free",
-)  # fmt: skip
-BOUNDARY_COLUMNS = (
-    "dataset", "model", "method", "criterion", "boundary", "strength_symbol", "estimate",
-    "ci_low", "ci_high", "log10_estimate", "log10_ci_low", "log10_ci_high",
-    "estimate_outside_ci", "status",
-    "reason", "note", "bracket_low", "bracket_high", "located_fraction", "n_strengths",
-    "n_trials", "n_excluded", "has_baseline", "accuracy_plateau", "accuracy_beyond",
-    "accuracy_drop",
-)  # fmt: skip
 
 
 def fit_regimes(

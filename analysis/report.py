@@ -24,37 +24,32 @@ import numpy as np
 import pandas as pd
 
 from analysis import findings
-from analysis.alignment import (
-    CORRELATION_COLUMNS,
-    PEAK_COLUMNS,
-    RHO2,
-    alignment_correlation,
-    peak_alignment,
-)
+from analysis.alignment import RHO2, alignment_correlation, peak_alignment
 from analysis.atomic import atomic_write
 from analysis.document import Document
 from analysis.gallery import gallery_figure
 from analysis.groups import split_groups
 from analysis.load import Results, load_results
-from analysis.noise import NOISE_COLUMNS, noise_robustness
+from analysis.noise import noise_robustness
 from analysis.plots import noise_figure, regime_figure
 from analysis.quality import artifact_quality
-from analysis.regimes import (
+from analysis.regimes import Criteria, criteria_table, fit_regimes, label_trials
+from analysis.schema import (
     BOUNDARY_COLUMNS,
+    CORRELATION_COLUMNS,
+    EPS_COLUMNS,
     LABEL_COLUMNS,
-    Criteria,
-    criteria_table,
-    fit_regimes,
-    label_trials,
+    NOISE_COLUMNS,
+    PEAK_COLUMNS,
+    REPORT_TABLES,
+    SCHEMA_VERSION,
+    STRENGTH_SYMBOL,
 )
-from analysis.schema import SCHEMA_VERSION, STRENGTH_SYMBOL
 from analysis.search import search_section
-from analysis.step_sizes import EPS_COLUMNS, boundaries_by_eps, eps_table
+from analysis.step_sizes import boundaries_by_eps, eps_table
 
-TABLE_FILES = (
-    "regimes", "trial_regimes", "peak_alignment", "correlation", "rho2_correlation",
-    "boundaries_by_eps", "noise_robustness",
-)  # fmt: skip
+# The tables every report writes (the search ones only with a search: analysis.search).
+TABLE_FILES = tuple(t for t in REPORT_TABLES if not t.startswith("search_"))
 
 
 def write_report(

@@ -21,17 +21,13 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
-from analysis.schema import STRENGTH_SYMBOL, SWEEP_FILE, TRIALS_COLUMNS
-
-HISTORY_COLUMNS = (
-    "dataset", "model", "method", "search", "objective", "search_trial", "strength", "n_seeds",
-    "value", "test_accuracy", "min_test_accuracy", "feasible", "best_so_far",
-)  # fmt: skip
-BEST_COLUMNS = (
-    "dataset", "model", "method", "search", "objective", "n_trials", "n_feasible",
-    "best_strength", "best_value", "ci_low", "ci_high", "n_seeds", "best_test_accuracy",
-    "min_test_accuracy", "strength_low", "strength_high", "finding",
-)  # fmt: skip
+from analysis.schema import (
+    BEST_COLUMNS,
+    HISTORY_COLUMNS,
+    STRENGTH_SYMBOL,
+    SWEEP_FILE,
+    TRIALS_COLUMNS,
+)
 
 
 def _sign(objective: str) -> float:

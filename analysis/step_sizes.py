@@ -14,11 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.regimes import OFF, ON, Criteria, fit_regimes
-
-EPS_COLUMNS = (
-    "dataset", "model", "method", "criterion", "boundary", "eps_rank", "eps", "headline",
-    "estimate", "ci_low", "ci_high", "status",
-)  # fmt: skip
+from analysis.schema import EPS_COLUMNS
 
 
 def _at_eps(trials: pd.DataFrame, measures: pd.DataFrame, rank: int) -> pd.DataFrame:

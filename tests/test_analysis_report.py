@@ -12,6 +12,7 @@ import pytest
 
 from analysis import ResultsError
 from analysis.report import TABLE_FILES, write_report
+from analysis.schema import REPORT_TABLES
 
 try:
     from test_analysis_fakes import make_tables, write_results
@@ -50,6 +51,13 @@ def test_writes_markdown_html_tables_and_figures(report):
     )
     assert all(paths[k].suffix == ".png" and paths[k].stat().st_size > 0 for k in figures)
     assert not list(out.glob("*.tmp"))
+
+
+def test_written_tables_have_exactly_the_contract_columns(report):
+    """Every report table as analysis.schema.REPORT_TABLES declares it, in order."""
+    _, paths = report
+    for name in TABLE_FILES:
+        assert list(pd.read_parquet(paths[name]).columns) == list(REPORT_TABLES[name]), name
 
 
 def test_regimes_table_has_one_row_per_boundary(report):

@@ -10,6 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data.synthetic import load_synthetic, sample
+from trainables.measure.denoiser import Denoiser
+from trainables.measure.denoiser_training import load_denoiser, train_denoiser
+from trainables.measure.edm import edm_score, load_edm_denoiser
 from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.perceptual import (
     PerceptualMetric,
@@ -25,16 +28,7 @@ from trainables.measure.perceptual import (
     subspace_energy,
     to_lpips_input,
 )
-from trainables.measure.score import (
-    DEFAULT_SCORE_SIGMA,
-    Denoiser,
-    DenoiserScore,
-    edm_score,
-    load_denoiser,
-    load_edm_denoiser,
-    score_from_denoiser,
-    train_denoiser,
-)
+from trainables.measure.score import DEFAULT_SCORE_SIGMA, DenoiserScore, score_from_denoiser
 
 try:
     from score_oracles import ExactScore, KDEScore, kde_score

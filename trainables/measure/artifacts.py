@@ -29,8 +29,8 @@ from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
+from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.protocol import headline_for
-from trainables.measure.score import load_denoiser, train_denoiser
 from trainables.measure.tangent import largest_principal_angle, tangent_bases
 
 FORMAT = "pags-artifacts/2"  # 2: quality figures, two autoencoders
