@@ -48,5 +48,6 @@ def quality_warning(row: dict) -> str:
             "depend on the estimate"
         )
     if row.get("denoiser_val_loss", np.nan) >= row.get("denoiser_baseline_val_loss", np.nan):
-        notes.append("the trained denoiser does not beat its Gaussian baseline on validation")
+        notes.append("the denoiser's net does not improve on its mixture baseline on validation "
+                     "(the score is the mixture's alone)")
     return "; ".join(notes)

@@ -295,7 +295,7 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "denoiser_baseline_val_loss",
         "float64",
         "as denoiser_val_loss",
-        "artifact quality: the same loss of the denoiser's Gaussian (Wiener) baseline alone",
+        "artifact quality: the same loss of the denoiser's mixture baseline alone",
         optional=True,
     ),
     Column(

@@ -273,7 +273,7 @@ def _quality(doc: Document, trials: pd.DataFrame) -> None:
         "The shared artifacts every figure above rests on (docs/method.md, artifact quality): "
         "the autoencoder's validation reconstruction error, its tangent spaces' mean largest "
         "angle to the exact ones (synthetic) or to a second autoencoder trained with another "
-        "seed (digits), and the denoiser's validation loss beside its Gaussian baseline's."
+        "seed (digits), and the denoiser's validation loss beside its mixture baseline's."
     )
     q = artifact_quality(trials).drop(columns="build_time_s")  # a wall time: BENCHMARKS.md
     doc.table(q)

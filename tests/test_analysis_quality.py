@@ -25,8 +25,8 @@ def test_quality_per_dataset_and_warnings():
     assert list(q.index) == ["cifar10", "digits-distractor", "mnist-distractor"]
     assert q.loc["digits-distractor", "tangent_seed_angle_deg"] == TANGENT_SEED_WARN_DEG + 5
     assert "disagree by 25.0 deg" in q.loc["digits-distractor", "warning"]
-    assert "Gaussian baseline" not in q.loc["digits-distractor", "warning"]
-    assert q.loc["mnist-distractor", "warning"].startswith("the trained denoiser does not beat")
+    assert "mixture baseline" not in q.loc["digits-distractor", "warning"]
+    assert q.loc["mnist-distractor", "warning"].startswith("the denoiser's net does not improve")
     assert q.loc["cifar10", "warning"] == ""
 
 

@@ -77,22 +77,18 @@ def test_dsm_score_matches_exact_on_manifold(bundle, dsm):
     """Briefly trained (10 epochs, MLP 256x2) class-conditional DSM denoiser, read at sigma 0.25
     on clean test points (on the manifold), vs the oracle's exact sigma-smoothed score.
 
-    Measured mean cosines (training seeds 0-3, 1 thread): unconditional 0.958-0.965,
-    conditional 0.973-0.981. The denoiser's own Gaussian (Wiener) baseline alone reaches 0.978
-    unconditionally but only 0.809 against the conditional score, so the conditional margin
-    checks that labels were learned. At noisy points x + sigma n (in distribution): 0.9996.
+    Measured mean cosines: unconditional 0.984, conditional 0.986. The class-conditional
+    score at the true class is closer to the exact conditional score than the unconditional one
+    (by 0.110), so the labels reach the score. At noisy points x + sigma n: > 0.99.
     """
     x, y = bundle.test.tensors
     score = DenoiserScore(dsm, SIGMA)
     assert score.name == "dsm-mlp@0.25" and score.conditional
     exact = ExactScore(bundle.oracle, SIGMA)
-    assert mean_cos(score(x), exact(x)) > 0.93
+    uncond = mean_cos(score(x), exact(x))
     cond = mean_cos(score(x, y), exact(x, y))
-    assert cond > 0.93
-
-    baseline = Denoiser(dsm.shape, "mlp", 32, 1, num_classes=3, k=dsm.pca_var.numel())
-    baseline.fit_data(bundle.train.tensors[0])  # zero-initialized net: the Wiener filter alone
-    assert cond > mean_cos(DenoiserScore(baseline, SIGMA)(x, y), exact(x, y)) + 0.08
+    assert uncond > 0.95 and cond > 0.95
+    assert cond > mean_cos(score(x), exact(x, y)) + 0.05
 
     noisy = x + SIGMA * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     assert mean_cos(score(noisy), exact(noisy)) > 0.99
@@ -109,7 +105,7 @@ def test_unet_denoiser_trains_and_round_trips(tmp_path):
     x = torch.rand(32, 3, 20, 14, generator=torch.Generator().manual_seed(0))
     path = train_denoiser(x, 1, 0, out_path=tmp_path / "u.pt", arch="unet", width=8, depth=1)
     D = load_denoiser(path)
-    assert D.arch == "unet" and D.config["k"] == 512
+    assert D.arch == "unet" and D.config["components"] >= 1 and D.config["rank"] >= 1
     score = DenoiserScore(D, 0.5)
     assert score.name == "dsm-unet@0.5"
     out = score(x[:4])

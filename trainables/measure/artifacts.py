@@ -33,7 +33,7 @@ from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.protocol import headline_for
 from trainables.measure.tangent import largest_principal_angle, tangent_bases
 
-FORMAT = "pags-artifacts/2"  # 2: quality figures, two autoencoders
+FORMAT = "pags-artifacts/3"  # 2: quality figures, two autoencoders; 3: mixture baseline
 TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "pags", "artifacts")
 
@@ -237,6 +237,6 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         f"artifacts for {acfg.dataset}: built in {quality['build_time_s']:.0f} s; autoencoder "
         f"validation error {quality['ae_val_reconstruction_error']:.4g}, tangent spaces "
         f"{float(angle.mean()):.1f} deg off ({angle_name}); denoiser validation loss "
-        f"{quality['denoiser_val_loss']:.4g} (Gaussian baseline alone "
+        f"{quality['denoiser_val_loss']:.4g} (mixture baseline alone "
         f"{quality['denoiser_baseline_val_loss']:.4g})"
     )

@@ -1,14 +1,17 @@
-"""The denoiser network D(x, sigma, y=None): EDM preconditioning around a Gaussian (Wiener)
+"""The denoiser network D(x, sigma, y=None): EDM preconditioning around a mixture-of-Gaussians
 baseline and a small MLP or conv net (docs/method.md, "Score"). Trained by
 `trainables.measure.denoiser_training`, read as a score by `trainables.measure.score`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainables.measure.mixture import MixtureParams, fit_mixture, posterior_mean
 
 
 def _sigma_vector(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -91,14 +94,17 @@ class _UNet(nn.Module):
 class Denoiser(nn.Module):
     """D(x, sigma, y=None) -> E[x_clean | x], images `(B, C, H, W)`, sigma float or `(B,)`.
 
-    D = G(x; sigma) + c_out(sigma) F(c_in(sigma) (x - mean), emb(sigma, y)), with EDM's c_out, c_in
-    (Karras et al. 2022, table 1) and G the exact denoiser of a Gaussian fit to the data (Wiener
-    filter on the top `k` principal components, isotropic beyond). Why G rather than EDM's
-    c_skip x: G is linear, so it extrapolates sensibly to inputs the noisy training never shows,
-    above all *clean* images, where alignment is measured; the net (zero-initialized output)
-    learns only the non-Gaussian correction. `baseline="none"` gives plain EDM c_skip x.
+    D = G(x; sigma, y) + c_out(sigma) F(c_in(sigma) (x - mean), emb(sigma, y)), with EDM's c_out,
+    c_in (Karras et al. 2022, table 1) and G the exact denoiser of a mixture of local low-rank
+    Gaussians fitted to the data (`trainables.measure.mixture`; per class for a conditional
+    denoiser). Why G rather than EDM's c_skip x: G is closed-form at every input, so it answers
+    sensibly where the noisy training never goes, above all at *clean* images, where alignment
+    is measured; the net (zero-initialized output) learns only what the mixture misses.
+    `baseline="none"` gives plain EDM c_skip x.
     With `num_classes > 0` labels `y` `(B,)` are embedded one-hot; `y=None` selects an extra
     "no label" slot trained by label dropout, so the same net is also an unconditional denoiser.
+    `components` and `rank` size the mixture's buffers (`fit_data` sets them; a saved
+    denoiser is rebuilt with the sizes it was fitted with).
     """
 
     def __init__(
@@ -109,8 +115,9 @@ class Denoiser(nn.Module):
         depth=3,
         num_classes=0,
         emb_dim=128,
-        baseline="gauss",
-        k=0,
+        baseline="mixture",
+        components=1,
+        rank=1,
     ):
         super().__init__()
         self.shape, self.arch, self.num_classes = tuple(shape), arch, num_classes
@@ -118,9 +125,11 @@ class Denoiser(nn.Module):
         d = math.prod(self.shape)
         self.register_buffer("mean", torch.zeros(self.shape))
         self.register_buffer("sigma_data", torch.tensor(0.5))
-        self.register_buffer("pca_basis", torch.zeros(d, k))  # (d, k) orthonormal columns
-        self.register_buffer("pca_var", torch.zeros(k))  # (k,) variance along each column
-        self.register_buffer("rest_var", torch.tensor(0.0))  # mean variance off the top k
+        self._register_mixture(MixtureParams(
+            means=torch.zeros(components, d), bases=torch.zeros(components, d, rank),
+            variances=torch.ones(components, rank), rest=torch.ones(components),
+            log_weights=torch.zeros(components), classes=torch.zeros(components, dtype=torch.long),
+        ))  # fmt: skip
         self.register_buffer("freqs", math.pi * torch.arange(1, 9, dtype=torch.float32))
         self.sigma_emb = nn.Sequential(
             nn.Linear(17, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
@@ -129,38 +138,37 @@ class Denoiser(nn.Module):
         net = {"mlp": _MLPNet, "unet": _UNet}[arch]
         self.net = net(self.shape, width, depth, emb_dim)
 
+    def _register_mixture(self, p: MixtureParams) -> None:
+        for field in dataclasses.fields(MixtureParams):
+            self.register_buffer(f"mix_{field.name}", getattr(p, field.name))
+
+    @property
+    def mixture(self) -> MixtureParams:
+        return MixtureParams(**{
+            f.name: getattr(self, f"mix_{f.name}") for f in dataclasses.fields(MixtureParams)
+        })  # fmt: skip
+
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
 
     @torch.no_grad()
-    def fit_data(self, x: torch.Tensor) -> None:
-        """Set mean, sigma_data and the Gaussian fit from training images x `(N, C, H, W)`."""
-        xc = (x - x.mean(0)).flatten(1).double()
+    def fit_data(self, x: torch.Tensor, y: torch.Tensor | None, sigma: float, seed: int
+                 ) -> list[tuple[int, int]]:  # fmt: skip
+        """Set mean, sigma_data and the mixture from training images x `(N, C, H, W)` (labels
+        y `(N,)` for a conditional denoiser), the mixture chosen for noise level sigma.
+        Returns the mixture's (components, rank) per class."""
         self.mean.copy_(x.mean(0))
-        self.sigma_data.fill_(xc.std().item())
-        k, d = self.pca_var.numel(), xc.shape[1]
-        if k == 0:
-            return
-        if d <= 4096:
-            var, vec = torch.linalg.eigh(xc.T @ xc / max(len(xc) - 1, 1))
-            var, vec = var.flip(0)[:k], vec.flip(1)[:, :k]
-        else:  # a full d x d covariance is too big here: randomized top-k PCA
-            _, sv, vec = torch.pca_lowrank(xc, q=k, center=False)
-            var = sv**2 / max(len(xc) - 1, 1)
-        total = xc.pow(2).sum() / max(len(xc) - 1, 1)
-        self.pca_basis.copy_(vec)
-        self.pca_var.copy_(var.clamp_min(0))
-        self.rest_var.fill_(float((total - var.sum()).clamp_min(0) / max(d - k, 1)))
-
-    def _gauss(self, xc: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
-        """Wiener filter of centered inputs xc `(B, C, H, W)` at noise s4 `(B, 1, 1, 1)`."""
-        flat, s2 = xc.flatten(1), s4.flatten(1) ** 2
-        coef = flat @ self.pca_basis
-        top = coef @ self.pca_basis.T
-        shrunk = (coef * self.pca_var / (self.pca_var + s2)) @ self.pca_basis.T
-        rest = (flat - top) * self.rest_var / (self.rest_var + s2)
-        return (shrunk + rest).view_as(xc)
+        self.sigma_data.fill_((x - x.mean(0)).std().item())
+        if self.baseline != "mixture":
+            return []
+        params, chosen = fit_mixture(x, y if self.conditional else None, self.num_classes,
+                                     sigma, seed)  # fmt: skip
+        self._register_mixture(MixtureParams(**{
+            f.name: getattr(params, f.name).to(self.mean.device)
+            for f in dataclasses.fields(MixtureParams)
+        }))  # fmt: skip
+        return chosen
 
     def forward(self, x: torch.Tensor, sigma, y: torch.Tensor | None = None) -> torch.Tensor:
         s = _sigma_vector(sigma, x)
@@ -169,14 +177,19 @@ class Denoiser(nn.Module):
         e = self.sigma_emb(
             torch.cat([c_noise, (c_noise * self.freqs).sin(), (c_noise * self.freqs).cos()], 1)
         )
+        mix_y = None
         if self.label_emb is not None:
             idx = torch.full_like(s, self.num_classes, dtype=torch.long) if y is None else y.long()
             e = e + self.label_emb(F.one_hot(idx, self.num_classes + 1).to(x.dtype))
+            mix_y = torch.where(idx == self.num_classes, -1, idx)  # dropped label: all classes
         elif y is not None:
             raise ValueError("this denoiser is unconditional: train it with labels to use y")
         s4 = s[:, None, None, None]
         c_out = s4 * sd / (s4**2 + sd**2).sqrt()
         c_in = 1 / (s4**2 + sd**2).sqrt()
         xc = x - self.mean
-        base = self._gauss(xc, s4) if self.baseline == "gauss" else sd**2 / (s4**2 + sd**2) * xc
-        return self.mean + base + c_out * self.net(c_in * xc, e)
+        if self.baseline == "mixture":
+            base = posterior_mean(self.mixture, x.flatten(1), s, mix_y).view_as(x)
+        else:
+            base = self.mean + sd**2 / (s4**2 + sd**2) * xc
+        return base + c_out * self.net(c_in * xc, e)

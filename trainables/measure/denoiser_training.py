@@ -17,7 +17,7 @@ from trainables.measure.denoiser import Denoiser
 DEFAULT_SIGMA_RANGE = (0.05, 1.0)
 # Flattened sizes up to this use the MLP (prototype: it beat a small conv net on small images).
 MLP_MAX_DIM = 2048
-_FORMAT = "pags-denoiser/1"
+_FORMAT = "pags-denoiser/2"  # 2: mixture baseline
 
 
 def _dsm_loss(D, x, sigma, noise, y) -> torch.Tensor:
@@ -42,8 +42,7 @@ def train_denoiser(
     batch_size: int = 128,
     lr: float = 2e-3,
     label_dropout: float = 0.2,
-    baseline: str = "gauss",
-    pca_k: int = 512,
+    baseline: str = "mixture",
     patience: int = 30,
     val_fraction: float = 0.1,
     device: str | torch.device | None = None,
@@ -56,11 +55,12 @@ def train_denoiser(
     and label drops (a deterministic validation loss); the learning rate halves after
     patience / 3 epochs without a gain, training stops after `patience` (or at `max_epochs`), and
     the weights kept are those with the lowest validation loss. The checkpoint's config records
-    that loss beside `baseline_val_loss`, the same loss of the Gaussian baseline alone (the net's
+    that loss beside `baseline_val_loss`, the same loss of the mixture baseline alone (the net's
     output starts at zero): the gap is what the net learned.
     `arch="auto"` picks the MLP when C*H*W <= MLP_MAX_DIM, else the conv U-Net; width defaults
     to 512 (MLP) or 32 (U-Net). Pass y_train `(N,)` and num_classes for a class-conditional
-    denoiser. baseline="gauss" fits the Wiener-filter baseline on the top pca_k components.
+    denoiser. baseline="mixture" fits the mixture-of-local-Gaussians baseline
+    (`trainables.measure.mixture`) to the training part, chosen for the range's central sigma.
     """
     if out_path is None:
         raise ValueError("train_denoiser needs out_path (where to save the checkpoint)")
@@ -79,10 +79,11 @@ def train_denoiser(
     n_val = max(1, int(round(val_fraction * len(x_all))))
     fit_idx, val_idx = order[n_val:], order[:n_val]
     x_fit = x_all[fit_idx]
-    k = min(pca_k, math.prod(shape)) if baseline == "gauss" else 0
     n_cls = num_classes if y_train is not None else 0
-    D = Denoiser(shape, arch, width, depth, n_cls, baseline=baseline, k=k).to(device)
-    D.fit_data(x_fit)
+    D = Denoiser(shape, arch, width, depth, n_cls, baseline=baseline).to(device)
+    centre = math.sqrt(sigma_range[0] * sigma_range[1])
+    y_fit = None if y_all is None else y_all[fit_idx]
+    mixture_choice = D.fit_data(x_fit, y_fit, centre, seed)
     log_lo, log_hi = math.log(sigma_range[0]), math.log(sigma_range[1])
 
     def draw(n: int, gen: torch.Generator, labels: torch.Tensor | None):
@@ -118,7 +119,7 @@ def train_denoiser(
 
     opt = torch.optim.Adam(D.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=patience // 3)
-    baseline_loss = best = val_loss()  # the net's output is zero: the Gaussian baseline alone
+    baseline_loss = best = val_loss()  # the net's output is zero: the mixture baseline alone
     best_state, best_epoch, history = copy.deepcopy(D.state_dict()), 0, []
     D.train()
     for epoch in range(1, max_epochs + 1):
@@ -145,7 +146,9 @@ def train_denoiser(
         depth=depth,
         num_classes=D.num_classes,
         baseline=baseline,
-        k=k,
+        components=D.mix_means.shape[0],
+        rank=D.mix_bases.shape[2],
+        mixture_choice=[list(kr) for kr in mixture_choice],  # (K, r) per class
         sigma_range=list(sigma_range),
         max_epochs=max_epochs,
         epochs_run=len(history),
@@ -178,7 +181,8 @@ def load_denoiser(path: str | os.PathLike, device: str | torch.device = "cpu") -
         cfg["depth"],
         cfg["num_classes"],
         baseline=cfg["baseline"],
-        k=cfg["k"],
+        components=cfg["components"],
+        rank=cfg["rank"],
     )
     D.load_state_dict(ckpt["state_dict"])
     D.config = cfg
