@@ -164,10 +164,7 @@ class Denoiser(nn.Module):
             return []
         params, chosen = fit_mixture(x, y if self.conditional else None, self.num_classes,
                                      sigma, seed)  # fmt: skip
-        self._register_mixture(MixtureParams(**{
-            f.name: getattr(params, f.name).to(self.mean.device)
-            for f in dataclasses.fields(MixtureParams)
-        }))  # fmt: skip
+        self._register_mixture(params)  # on x's device, like the rest of the net
         return chosen
 
     def forward(self, x: torch.Tensor, sigma, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -104,17 +104,40 @@ def _components(groups: list[Group], rank: int, d: int) -> list[Component]:
     return [(w / total, *rest) for w, *rest in comps]
 
 
-def _log_terms(x: torch.Tensor, comps: list[Component], extra_var: float) -> torch.Tensor:
-    """log(w_m) + log N(x; mu_m, Sigma_m + extra_var I) per point and component `(N, M)`."""
-    d, cols = x.shape[1], []
-    for w, mean, basis, var, rest in comps:
-        xc = x - mean
-        c = xc @ basis
-        v, rv = var + extra_var, rest + extra_var
-        quad = (c.pow(2) / v).sum(1) + (xc.pow(2).sum(1) - c.pow(2).sum(1)) / rv
-        logdet = v.log().sum() + (d - len(var)) * math.log(rv)
-        cols.append(math.log(w) - 0.5 * (quad + logdet + d * math.log(2 * math.pi)))
-    return torch.stack(cols, 1)
+def _pack(comps: list[Component], classes: list[int]) -> MixtureParams:
+    """The components as one MixtureParams, ranks padded to the largest (same dtype/device)."""
+    d, rank = comps[0][1].shape[0], max(len(var) for _, _, _, var, _ in comps)
+    like = comps[0][1]
+    bases = like.new_zeros(len(comps), d, rank)
+    variances = like.new_zeros(len(comps), rank)
+    for m, (_, _, basis, var, rest) in enumerate(comps):
+        bases[m, :, : basis.shape[1]] = basis
+        variances[m] = rest  # padded columns: zero direction, the isotropic variance
+        variances[m, : len(var)] = var
+    return MixtureParams(
+        means=torch.stack([c[1] for c in comps]),
+        bases=bases,
+        variances=variances,
+        rest=like.new_tensor([c[4] for c in comps]),
+        log_weights=like.new_tensor([math.log(c[0]) for c in comps]),
+        classes=torch.tensor(classes, device=like.device),
+    )
+
+
+def _smoothed_terms(p: MixtureParams, x: torch.Tensor, s2: torch.Tensor):
+    """For points x `(B, d)` and the mixture smoothed by noise variance s2 `(B, 1)`: the
+    projections c = V^T (x - mu) `(B, M, R)` (padded columns give 0), the variances along V
+    `(B, M, R)` and off it `(B, M)`, and log w_m + log N(x; mu_m, Sigma_m + s2 I) `(B, M)`
+    without the constant -d/2 log(2 pi)."""
+    d, rank = x.shape[1], p.variances.shape[1]
+    c = torch.einsum("bd,mdr->bmr", x, p.bases) - torch.einsum("md,mdr->mr", p.means, p.bases)
+    dist2 = x.pow(2).sum(1, keepdim=True) - 2 * x @ p.means.T + p.means.pow(2).sum(1)
+    off2 = (dist2 - c.pow(2).sum(2)).clamp_min(0)  # |x - mu|^2 off the basis, (B, M)
+    v = p.variances[None] + s2[:, :, None]
+    rv = p.rest[None] + s2
+    quad = (c.pow(2) / v).sum(2) + off2 / rv
+    log_joint = p.log_weights - 0.5 * (quad + v.log().sum(2) + (d - rank) * rv.log())
+    return c, v, rv, log_joint
 
 
 def _select(x: torch.Tensor, gen: torch.Generator, sigma: float) -> tuple[int, int]:
@@ -130,6 +153,7 @@ def _select(x: torch.Tensor, gen: torch.Generator, sigma: float) -> tuple[int, i
     for i, val_idx in enumerate(folds):
         fit = x[torch.cat([f for j, f in enumerate(folds) if j != i])]
         val = x[val_idx] + sigma * torch.randn(x[val_idx].shape, generator=gen, dtype=x.dtype)
+        s2 = val.new_full((len(val), 1), sigma**2)
         for k in COMPONENTS:
             if len(fit) < 4 * k:
                 break
@@ -138,7 +162,8 @@ def _select(x: torch.Tensor, gen: torch.Generator, sigma: float) -> tuple[int, i
                 if r >= len(fit) / k:  # fewer points per group than directions
                     break
                 comps = _components(groups, r, x.shape[1])
-                ll = float(torch.logsumexp(_log_terms(val, comps, sigma**2), 1).sum())
+                *_, log_joint = _smoothed_terms(_pack(comps, [-1] * len(comps)), val, s2)
+                ll = float(torch.logsumexp(log_joint, 1).sum())
                 totals.setdefault((k, r), []).append(ll)
     complete = {kr: sum(v) for kr, v in totals.items() if len(v) == len(folds)}
     return max(complete, key=complete.get) if complete else (1, 1)
@@ -166,21 +191,7 @@ def fit_mixture(
         for w, *rest in _components(_groups(xc, k, gen), r, d):
             comps.append((w * share, *rest))
             classes.append(c)
-    rank = max(len(var) for _, _, _, var, _ in comps)
-    bases = torch.zeros(len(comps), d, rank, dtype=flat.dtype, device=flat.device)
-    variances = torch.zeros(len(comps), rank, dtype=flat.dtype, device=flat.device)
-    for m, (_, _, basis, var, rest) in enumerate(comps):
-        bases[m, :, : basis.shape[1]] = basis
-        variances[m] = rest  # padded columns: zero direction, the isotropic variance
-        variances[m, : len(var)] = var
-    params = MixtureParams(
-        means=torch.stack([c[1] for c in comps]),
-        bases=bases,
-        variances=variances,
-        rest=torch.tensor([c[4] for c in comps]),
-        log_weights=torch.tensor([math.log(c[0]) for c in comps]),
-        classes=torch.tensor(classes),
-    )
+    params = _pack(comps, classes)
     as_x = {f: getattr(params, f).to(x.device, torch.float32) for f in _FLOAT_FIELDS}
     return MixtureParams(**as_x, classes=params.classes.to(x.device)), chosen
 
@@ -195,16 +206,7 @@ def posterior_mean(
     Per component m: mu + V diag(lam / (lam + s^2)) V^T (x - mu) + rest / (rest + s^2) times
     the part of x - mu off V, weighted by its responsibility. Works on all components at once
     through the projections c = V^T (x - mu) `(B, M, R)`; padded columns give c = 0."""
-    s2 = sigma.pow(2)[:, None]  # (B, 1)
-    d = x.shape[1]
-    c = torch.einsum("bd,mdr->bmr", x, p.bases) - torch.einsum("md,mdr->mr", p.means, p.bases)
-    dist2 = x.pow(2).sum(1, keepdim=True) - 2 * x @ p.means.T + p.means.pow(2).sum(1)
-    off2 = (dist2 - c.pow(2).sum(2)).clamp_min(0)  # |x - mu|^2 off the basis, (B, M)
-    v = p.variances[None] + s2[:, :, None]  # (B, M, R)
-    rv = p.rest[None] + s2  # (B, M)
-    rank = p.variances.shape[1]
-    quad = (c.pow(2) / v).sum(2) + off2 / rv
-    log_r = p.log_weights - 0.5 * (quad + v.log().sum(2) + (d - rank) * rv.log())
+    c, v, rv, log_r = _smoothed_terms(p, x, sigma.pow(2)[:, None])
     if y is not None and bool((p.classes >= 0).all()):  # a per-class fit
         other = (p.classes[None] != y[:, None]) & (y[:, None] >= 0)
         log_r = log_r.masked_fill(other, -math.inf)
