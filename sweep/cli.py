@@ -304,16 +304,22 @@ def add_analyze_parser(sub) -> None:
         nargs="+",
         help="experiment directories analysed together (e.g. a search and a grid)",
     )
-    p.add_argument("--out", help="report directory (default RESULTS_DIR/report)")
+    p.add_argument(
+        "--out", help="report directory (default RESULTS_DIR/report, on s3:// too)"
+    )
 
 
 def cmd_analyze(args) -> int:
     from analysis import ResultsError
     from analysis.report import write_report
+    from sweep import remote_results, storage
 
     try:
         dirs = args.results_dir
-        paths = write_report(dirs[0] if len(dirs) == 1 else dirs, out_dir=args.out)
+        if any(storage.is_uri(d) for d in dirs):  # s3://...: read from there (no sync step)
+            paths = remote_results.analyze(dirs, args.out, write_report)
+        else:
+            paths = write_report(dirs[0] if len(dirs) == 1 else dirs, out_dir=args.out)
     except ResultsError as err:
         raise UsageError(str(err)) from None
     print(f"report: {paths['markdown']}")

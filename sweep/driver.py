@@ -15,7 +15,7 @@ import json
 import os
 
 from analysis.schema import SEARCH_BEST_FILE, STATUSES, STRENGTH_SYMBOL
-from sweep import experiment, storage
+from sweep import experiment, locations, storage
 from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig
 
@@ -65,7 +65,7 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
     """Run `pags sweep`; returns the exit code (0 all finished, 1 some trials failed for good,
     130 interrupted). ValueError = user error (exit 2), raised before any trial starts."""
     trials = representative_trials(sweep, where)  # validates every trial config
-    storage.check_writable(where.exp_dir)
+    locations.check_output(where.exp_dir)
     resume = experiment.check_compatible(where.exp_dir, sweep, where.max_failures)
     if dry_run:
         log(trial_table(sweep, where, resume))
@@ -128,10 +128,7 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
             "command to resume"
         )
         return 130
-    if storage.is_uri(where.exp_dir):
-        log("next: copy it to a local directory (docs/cluster.md), then pags analyze DIR")
-    else:
-        log(f"next: pags analyze {where.exp_dir}")
+    log(f"next: pags analyze {where.exp_dir}")
     return 1 if len(failed) else 0
 
 

@@ -71,10 +71,17 @@ def locked(exp_dir: str) -> Iterator[None]:
     """Hold `exp_dir` for one running sweep; ValueError if another sweep holds it.
 
     An flock on `<exp_dir>/.pags.lock`: the OS releases it when the process ends, even by
-    SIGKILL, so a killed sweep never blocks its rerun. URIs (s3://, gs://) have no locks: there
-    the user must not start two sweeps on one directory. If this sweep created the directory
+    SIGKILL, so a killed sweep never blocks its rerun. On s3:// a lease object created by a
+    conditional write (sweep/s3lock.py); other URIs (gs://, file://) have no lock: there the
+    user must not start two sweeps on one directory. If this sweep created the directory
     and wrote nothing else into it (it failed before claiming it), the directory goes again."""
     if storage.is_uri(exp_dir):
+        if exp_dir.startswith("s3://"):
+            from sweep.s3lock import held
+
+            with held(exp_dir):
+                yield
+            return
         yield
         return
     created = not os.path.exists(exp_dir)

@@ -29,7 +29,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from sweep import storage
+from sweep import locations, storage
 from sweep.measure_exec import Plan, run_local, run_ray
 from sweep.measure_tables import read_records, write_tables
 from trainables.checkpoints import file_sha256
@@ -95,7 +95,7 @@ def run_measure(
     from sweep import experiment
     from trainables.measure.artifacts import default_cache_dir
 
-    storage.check_writable(out_dir)
+    locations.check_output(out_dir)
     base = base.replace(artifacts_dir=base.artifacts_dir or default_cache_dir())
     with experiment.locked(out_dir):
         _claim(out_dir, base)

@@ -43,32 +43,6 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
         raise InputError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
 
 
-def check_writable(path: str) -> None:
-    """Refuse a path that cannot become a writable directory, without writing anything.
-
-    Local: the nearest existing ancestor must be a writable directory. URI: the filesystem
-    must resolve and the path must not be a file (credentials are checked on first write)."""
-    if is_uri(path):
-        fs, inner = filesystem(path)
-        try:
-            info = fs.get_file_info(inner)
-        except Exception as err:
-            raise InputError(f"storage {path!r} is not reachable: {err}") from None
-        if info.type == pafs.FileType.File:
-            raise InputError(f"storage {path!r} is a file; allowed: a directory")
-        return
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise InputError(f"output {path!r} is not writable: {probe!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"output {path!r} is not writable: no permission on {probe!r}")
-
-
 def exists(path: str) -> bool:
     fs, inner = filesystem(path)
     return fs.get_file_info(inner).type != pafs.FileType.NotFound

@@ -4,7 +4,7 @@ override exits 2 with one line on stderr, no traceback, and writes nothing.
 `sweep.cli.main` runs in this process. Sweeps are *not* dry runs in the first test: the real
 code path runs until Ray would start, and reaching Ray (`sweep.cluster.connect`) with an invalid
 input fails the test. No generated value makes the CLI touch the network: addresses have no
-digits (no port, so no connection attempt) and storage URIs have unknown schemes.
+digits (no port, so no connection attempt) and storage URIs have unknown schemes or no bucket.
 (tests/test_bad_input.py covers TrialConfig dicts and `pags train`.)
 """
 
@@ -111,6 +111,8 @@ BAD_OPTION = st.one_of(
     ),
     st.tuples(st.just("--storage"), word.map(lambda s: f"pags-nosuch-{s.lower()}://bucket/x")),
     st.tuples(st.just("--output"), word.map(lambda s: "{file}/" + s)),  # under a file
+    st.tuples(st.just("--output"), word.map(lambda s: "/proc/pags-" + s)),  # not writable
+    st.tuples(st.just("--storage"), st.sampled_from(["s3://", "s3:///x"])),  # no bucket
     unknown_option.map(lambda o: (o,)),
 )
 VALID_OPTION = st.sampled_from(
