@@ -104,7 +104,7 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
         result.outcomes += outcomes
         if any(o.status == "running" for o in outcomes):
             break  # interrupted
-        result.best[method] = search.summarize(study.url, method)
+        result.best[method] = search.summarize(study.url, method, study.where)
         log(best_line(method, result.best[method], sweep))
     return result
 

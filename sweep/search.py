@@ -6,8 +6,9 @@ the unregularized baseline's mean minus `max_accuracy_drop` (the baseline's seed
 The constraint goes to Optuna as `trial.set_constraint("accuracy", threshold - accuracy)`
 (feasible <= 0), which TPE uses to prefer feasible regions and `study.best_trial` honours.
 
-The study lives in `<experiment>/STUDY_FILE` (SQLite through Optuna's RDB storage), one study
-per searched method named `search-<method>`:
+The study lives in `<experiment>/STUDY_FILE` (SQLite through Optuna's RDB storage; on a shared
+mount `optuna-journal.log`, Optuna's journal: sweep/study_storage.py), one study per searched
+method named `search-<method>`:
 
     optuna.load_study(study_name="search-gradnorm", storage="sqlite:///EXP/optuna-study.db")
     optuna-dashboard sqlite:///EXP/optuna-study.db
@@ -32,11 +33,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from sweep import storage
+from sweep import storage, study_storage
 from sweep.config import OBJECTIVES
 from trainables.tune_trainable import searched_strength
 
-STUDY_FILE = "optuna-study.db"
+STUDY_FILE = study_storage.SQLITE_FILE
 PARAM = "log10_strength"  # the searched parameter (Tune config key and Optuna param name)
 CONSTRAINT = "accuracy"  # threshold - mean test accuracy; feasible <= 0
 FINAL = ("completed", "diverged")  # a seed's last status that ends it (trainables/loop.py)
@@ -47,8 +48,6 @@ def study_name(method: str) -> str:
     return f"search-{method}"
 
 
-def study_url(path: str) -> str:
-    return f"sqlite:///{os.path.abspath(path)}"
 
 
 def startup_trials(trials: int) -> int:
@@ -64,7 +63,10 @@ def open_study(url: str, method: str, objective: str, sampler_seed: int, trials:
     direction = "maximize" if OBJECTIVES[objective] == "max" else "minimize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress line says enough
     study = optuna.create_study(
-        study_name=study_name(method), storage=url, direction=direction, load_if_exists=True
+        study_name=study_name(method),
+        storage=study_storage.open_storage(url),
+        direction=direction,
+        load_if_exists=True,
     )
     study.sampler = optuna.samplers.TPESampler(
         seed=sampler_seed + len(study.trials), n_startup_trials=startup_trials(trials)
@@ -198,15 +200,18 @@ def _finite(x: Any) -> float:
 
 
 # ---- reading a finished study -------------------------------------------------------------
-def summarize(url: str, method: str) -> dict[str, Any]:
+def summarize(url: str, method: str, where: str | None = None) -> dict[str, Any]:
     """The study's outcome for search_best.json and the final line: the feasible best (or
-    the best infeasible trial when none is feasible), its strength, value, mean accuracy."""
-    study = optuna.load_study(study_name=study_name(method), storage=url)
+    the best infeasible trial when none is feasible), its strength, value, mean accuracy.
+    `where`: the study's location as the user finds it (default `url`)."""
+    study = optuna.load_study(
+        study_name=study_name(method), storage=study_storage.open_storage(url)
+    )
     threshold = study.user_attrs.get("min_test_accuracy", math.nan)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     out: dict[str, Any] = {
         "study": study_name(method),
-        "storage": url,
+        "storage": where or url,
         "min_test_accuracy": threshold,
         "n_trials": len(study.trials),
         "n_complete": len(done),
@@ -237,25 +242,29 @@ def summarize(url: str, method: str) -> dict[str, Any]:
 
 
 class StudyFile:
-    """Where the study lives: `<experiment>/STUDY_FILE`. SQLite needs a local file, so for an
-    experiment on a URI (s3://, file:// through pyarrow) the driver works on a copy under the
-    artifacts cache, fetched from the experiment when it is missing there and copied back after
-    each method's search (and so after an interruption too)."""
+    """Where the study lives (sweep/study_storage.py): on local disk SQLite, on a shared mount
+    Optuna's journal, both in the experiment. SQLite needs a local file, so for an experiment
+    on a URI (s3://, file:// through pyarrow) the driver works on a copy under the artifacts
+    cache, fetched from the experiment when it is missing there and copied back after each
+    method's search (and so after an interruption too)."""
 
     def __init__(self, exp_dir: str, cache_dir: str, sweep_id: str):
         self.remote = storage.join(exp_dir, STUDY_FILE) if storage.is_uri(exp_dir) else None
         if self.remote is None:
-            self.local = os.path.join(exp_dir, STUDY_FILE)
+            self.local = None
+            self.url = study_storage.local_study(exp_dir)
             return
         self.local = os.path.join(cache_dir, "studies", sweep_id, STUDY_FILE)
+        self.url = study_storage.sqlite_url(self.local)
         os.makedirs(os.path.dirname(self.local), exist_ok=True)
         if not os.path.exists(self.local) and storage.exists(self.remote):
             fs, inner = storage.filesystem(self.remote)
             storage.copy_file(fs, inner, self.local)
 
     @property
-    def url(self) -> str:
-        return study_url(self.local)
+    def where(self) -> str:
+        """Where the user finds the study: the experiment's copy, not the driver's cache."""
+        return self.remote or self.url
 
     def upload(self) -> None:
         if self.remote is not None and os.path.exists(self.local):

@@ -18,6 +18,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from s3_server import s3_endpoint_fixture, s3_fixture  # noqa: F401 - fixtures
 
 from analysis import load_results
 from sweep.cli import main
@@ -192,6 +193,29 @@ def test_one_set_of_measurement_settings_per_directory(trained, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, out + err
     assert "holds measurements with eval_points=16, not 24" in err
     assert len(load_results(out_dir).trials) == 1
+
+
+def test_measure_output_on_s3_equals_local_and_a_rerun_keeps_it(trained, tmp_path, s3):
+    """`--output s3://...` (tests/s3_server.py): the tables and records land in the bucket,
+    equal to a local output's, and a rerun measures nothing again."""
+    args = ["measure", "--local", "--cache-dir", trained["cache"], "--checkpoint",
+            trained["pags"], *MEASURE]  # fmt: skip
+    code, out, err = pags(*args, "--output", s3.uri("measured"))
+    assert code == 0, out + err
+    keys = s3.keys("measured/")
+    assert {"measured/trials.parquet", "measured/measures.parquet"} <= set(keys), keys
+    code, out, err = pags(*args, "--output", s3.uri("measured"))
+    assert code == 0 and "1 already measured" in out, out + err
+    code, _, err = pags(*args, "--output", tmp_path / "local")
+    assert code == 0, err
+    local = load_results(tmp_path / "local")
+    (tmp_path / "from-s3").mkdir()
+    for name in ("trials.parquet", "measures.parquet"):
+        (tmp_path / "from-s3" / name).write_bytes(s3.read(f"measured/{name}"))
+    remote = load_results(tmp_path / "from-s3")
+    cols = ["config_id", "epoch", "measure", "eps", "value"]
+    pd.testing.assert_frame_equal(remote.measures[cols].sort_values(cols[:4]).reset_index(drop=True),
+                                  local.measures[cols].sort_values(cols[:4]).reset_index(drop=True))
 
 
 def test_manifest_paths_are_relative_to_the_manifest(tmp_path):

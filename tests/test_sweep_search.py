@@ -7,13 +7,14 @@ import pickle
 import optuna
 import pytest
 
-from sweep.search import StrengthSearcher, study_name, study_url, summarize
+from sweep.search import StrengthSearcher, study_name, summarize
+from sweep.study_storage import sqlite_url
 from trainables.tune_trainable import searched_strength
 
 
 def make(tmp_path, **kw):
     args = dict(
-        url=study_url(tmp_path / "study.db"),
+        url=sqlite_url(tmp_path / "study.db"),
         method="gradnorm",
         bounds=(-2.0, 2.0),
         seeds=2,
@@ -32,7 +33,7 @@ def end(searcher, tid, alignment, accuracy, status="completed"):
 
 def load(tmp_path):
     return optuna.load_study(
-        study_name=study_name("gradnorm"), storage=study_url(tmp_path / "study.db")
+        study_name=study_name("gradnorm"), storage=sqlite_url(tmp_path / "study.db")
     )
 
 
@@ -101,7 +102,7 @@ def test_summary_picks_the_feasible_best_or_names_the_closest_infeasible(tmp_pat
     s = make(tmp_path, trials=2, seeds=1)
     s.suggest("a"), end(s, "a", 0.9, 0.5)  # best alignment, but loses accuracy
     s.suggest("b"), end(s, "b", 0.6, 0.85)
-    best = summarize(study_url(tmp_path / "study.db"), "gradnorm")
+    best = summarize(sqlite_url(tmp_path / "study.db"), "gradnorm")
     assert best["feasible"] and best["optuna_trial"] == 1 and best["value"] == pytest.approx(0.6)
     x = load(tmp_path).trials[1].params["log10_strength"]
     assert best["strength"] == searched_strength(x)
@@ -110,6 +111,6 @@ def test_summary_picks_the_feasible_best_or_names_the_closest_infeasible(tmp_pat
     (tmp_path / "x").mkdir()
     none_ok.suggest("a"), end(none_ok, "a", 0.9, 0.5)
     none_ok.suggest("b"), end(none_ok, "b", 0.6, 0.85)
-    best = summarize(study_url(tmp_path / "x" / "study.db"), "gradnorm")
+    best = summarize(sqlite_url(tmp_path / "x" / "study.db"), "gradnorm")
     assert not best["feasible"] and best["optuna_trial"] == 1  # closest to the threshold
     assert best["mean_test_accuracy"] == pytest.approx(0.85)

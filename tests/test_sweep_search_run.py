@@ -4,6 +4,7 @@ a constraint nobody meets still ends well, and a search killed mid-run resumes t
 Both use the test-accuracy objective with measure=false: seconds per trial instead of minutes,
 and the same searcher, study and tables as the alignment objective."""
 
+import os
 import signal
 import sqlite3
 
@@ -13,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from test_reliability_helpers import descendants, finish, reap, reports, start_sweep, wait_until
 
 from analysis import load_results
-from sweep.search import STUDY_FILE, study_name, study_url
+from sweep import study_storage
+from sweep.search import STUDY_FILE, study_name
+from sweep.study_storage import JOURNAL_FILE, sqlite_url
 
 pytestmark = pytest.mark.ray
 
@@ -22,7 +25,7 @@ CHEAP = ["--preset", "digits-quick", "--search", "optuna", "--objective", "test_
 
 
 def study(exp, method):
-    return optuna.load_study(study_name=study_name(method), storage=study_url(exp / STUDY_FILE))
+    return optuna.load_study(study_name=study_name(method), storage=sqlite_url(exp / STUDY_FILE))
 
 
 def test_a_constraint_nobody_meets_names_the_closest_trial_exit_0_tables_written(tmp_path):
@@ -52,16 +55,28 @@ def test_a_constraint_nobody_meets_names_the_closest_trial_exit_0_tables_written
 
 
 @pytest.mark.slow
-def test_a_search_killed_mid_run_resumes_the_same_study(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])  # local disk, a shared mount's
+def test_a_search_killed_mid_run_resumes_the_same_study(tmp_path, backend):
+    """The study's storage as chosen for local disk (SQLite) and for a shared mount (Optuna's
+    journal; chosen here by PAGS_STUDY_STORAGE, as the test has no NFS mount)."""
     exp = tmp_path / "exp"
     args = [*CHEAP, "--methods", "gradnorm", "--trials", "3", "--epochs", "3",
             "--set", "train_subset=256", "--output", exp]  # fmt: skip
-    proc = start_sweep(*args, cwd=tmp_path)
+    env = {**os.environ, study_storage.ENV: backend}
+    stored = exp / (STUDY_FILE if backend == "sqlite" else JOURNAL_FILE)
+
+    def study(exp, method):  # through the storage the sweep chose (the file there decides)
+        url = study_storage.local_study(str(exp))
+        assert url.startswith("sqlite" if backend == "sqlite" else "journal"), url
+        storage = study_storage.open_storage(url)
+        return optuna.load_study(study_name=study_name(method), storage=storage)
+
+    proc = start_sweep(*args, cwd=tmp_path, env=env)
     ray_procs = []
     try:
 
         def some_strengths_told():
-            if not (exp / STUDY_FILE).exists():
+            if not stored.exists():
                 return None  # (opening it here would create it)
             try:
                 done = [t for t in study(exp, "gradnorm").trials if t.state.is_finished()]
@@ -81,13 +96,15 @@ def test_a_search_killed_mid_run_resumes_the_same_study(tmp_path):
     lines_before = {c: len(r) for c, r in reports(exp).items()}
     finished = {c: r for c, r in reports(exp).items() if r[-1]["status"] == "completed"}
 
-    rerun = start_sweep(*args, cwd=tmp_path)
+    rerun = start_sweep(*args, cwd=tmp_path, env=env)
     try:
         log = finish(rerun, timeout=300)
     finally:
         reap(descendants(rerun.pid))
     assert rerun.returncode == 0, log
     assert "resuming sweep" in log and "best gradnorm strength: lambda=" in log
+    kept = {p.name for p in exp.glob("optuna-*") if not p.name.endswith(".lock")}
+    assert kept == {stored.name}  # one storage, kept
 
     after = study(exp, "gradnorm").trials
     assert [t.number for t in after] == [0, 1, 2]  # the same study, nothing asked twice

@@ -1,0 +1,229 @@
+"""A cluster run's storage on a real S3-protocol endpoint (issue 23): everything a sweep stores
+goes through moto's S3 server on loopback (tests/s3_server.py), reached only through
+`AWS_ENDPOINT_URL`, as a MinIO or Ceph endpoint would be.
+
+- the four-trial sweep of test_reliability_faults.py on `--storage s3://...`, with a second
+  driver started on the same experiment while it runs (refused by the S3 lease lock, the
+  first's results whole), then `pags analyze s3://...` reading it from the bucket;
+- the same sweep with its driver SIGKILLed mid-sweep: the same command resumes and the tables
+  equal the uninterrupted run's;
+- a peak search (Optuna) on S3: the study is stored in the bucket, and a rerun resumes it
+  without asking or training anything again.
+
+Every check reads the bucket through its own S3 client: a sweep that wrote anywhere else fails.
+"""
+
+import io
+import json
+import signal
+import time
+
+import optuna
+import pandas as pd
+import pytest
+from s3_server import S3, s3_endpoint_fixture  # noqa: F401 - fixtures
+from test_reliability_helpers import (
+    descendants,
+    final_columns,
+    finish,
+    reap,
+    start_sweep,
+    wait_until,
+)
+
+from analysis import load_results
+from analysis.schema import MEASURES_FILE, SEARCH_BEST_FILE, SWEEP_FILE, TRIALS_FILE
+from sweep.experiment import LOCK_FILE
+from sweep.search import STUDY_FILE, study_name
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+FOUR = ["--preset", "digits-quick", "--set", "measure=false", "--methods", "none,randsmooth",
+        "--strengths", "0.1,0.3,0.5", "--epochs", "4", "--num-cpus", "2"]  # fmt: skip
+
+
+def s3_reports(s3: S3, prefix: str) -> dict[str, list[dict]]:
+    """{config_id: its reports so far} from the trials' result.json objects in the bucket."""
+    out: dict[str, list[dict]] = {}
+    for key in s3.keys(prefix):
+        if not key.endswith("/result.json"):
+            continue
+        rows = []
+        for line in s3.read(key).decode().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        if rows:
+            out.setdefault(rows[0]["config_id"], []).extend(rows)
+    return out
+
+
+def s3_results(s3: S3, prefix: str, tmp_path):
+    """The experiment's two tables, read from the bucket."""
+    local = tmp_path / f"from-s3-{prefix.replace('/', '-')}"
+    local.mkdir()
+    for name in (TRIALS_FILE, MEASURES_FILE):
+        (local / name).write_bytes(s3.read(f"{prefix}/{name}"))
+    return load_results(local)
+
+
+def sweep_on(s3: S3, name: str, cwd, *extra):
+    return start_sweep(*FOUR, *extra, "--storage", s3.uri("pags"), "--output", name, cwd=cwd,
+                       env=s3.env)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(s3_endpoint, tmp_path_factory):
+    """The four-trial sweep on S3 without faults, a second driver on the same experiment
+    started while it runs; then `pags analyze` of the experiment's URI."""
+    s3 = S3(s3_endpoint)
+    root = tmp_path_factory.mktemp("s3-uninterrupted")
+    first = sweep_on(s3, "exp", root)
+    try:
+        wait_until("trials running", lambda: s3_reports(s3, "pags/exp/"), first, timeout=180)
+        sweep_config = s3.read(f"pags/exp/{SWEEP_FILE}")
+        lock = s3.client.head_object(Bucket=s3.bucket, Key=f"pags/exp/{LOCK_FILE}")["ETag"]
+        second_dir = root / "second"
+        second_dir.mkdir()
+        second = sweep_on(s3, "exp", second_dir)
+        second_log = finish(second, timeout=180)
+        first_running = first.poll() is None
+        log = finish(first, timeout=300)
+    finally:
+        reap(descendants(first.pid))
+    assert first.returncode == 0, log
+    return {"s3": s3, "root": root, "second": (second.returncode, second_log, lock),
+            "first_running": first_running, "sweep_config": sweep_config,
+            "results": s3_results(s3, "pags/exp", root)}  # fmt: skip
+
+
+def test_sweep_on_s3_stores_everything_there_and_refuses_a_second_driver(uninterrupted):
+    s3 = uninterrupted["s3"]
+    keys = s3.keys("pags/exp/")
+    for name in (SWEEP_FILE, TRIALS_FILE, MEASURES_FILE):
+        assert f"pags/exp/{name}" in keys
+    checkpoints = [k for k in keys if "/checkpoint_" in k and k.endswith("/state.pt")]
+    assert len({k.split("/")[3] for k in checkpoints}) == 4, keys  # every trial's, in the bucket
+    assert f"pags/exp/{LOCK_FILE}" not in keys  # released at the end
+    res = uninterrupted["results"]
+    assert len(res.trials) == 4 and res.trials["config_id"].is_unique
+    assert set(res.trials["status"]) == {"completed"}
+    assert (res.trials["epochs_completed"] == 4).all()
+
+    code, log, lock = uninterrupted["second"]
+    assert uninterrupted["first_running"], "the first sweep ended before the second was refused"
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pags: error: "), log
+    assert "in use by another pags sweep" in lines[0] and s3.uri("pags", "exp") in lines[0]
+    assert s3.read(f"pags/exp/{SWEEP_FILE}") == uninterrupted["sweep_config"]
+
+
+def test_analyze_reads_the_experiment_on_s3(uninterrupted):
+    import subprocess
+    import sys
+
+    s3 = uninterrupted["s3"]
+    out = subprocess.run([sys.executable, "-m", "sweep.cli", "analyze", s3.uri("pags", "exp")],
+                         env=s3.env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"report: {s3.uri('pags', 'exp', 'report', 'report.md')}" in out.stdout, out.stdout
+    report = s3.read("pags/exp/report/report.md").decode()
+    assert "completed" in report or "trials" in report
+    # The report's tables are the ones of this experiment: its trials, as stored.
+    keys = s3.keys("pags/exp/report/")
+    assert any(k.endswith(".parquet") for k in keys) and any(k.endswith(".png") for k in keys)
+
+
+def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
+    uninterrupted, tmp_path
+):
+    s3 = uninterrupted["s3"]
+    proc = sweep_on(s3, "killed", tmp_path)
+    ray_procs = []
+    try:
+
+        def some_finished():
+            done = {c: r for c, r in s3_reports(s3, "pags/killed/").items()
+                    if r[-1]["status"] == "completed"}  # fmt: skip
+            return done if len(done) < 4 else None
+
+        finished = wait_until("a finished trial", some_finished, proc, timeout=240)
+        ray_procs = descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        finish(proc, timeout=30)
+    finally:
+        reap(ray_procs)
+    assert proc.returncode == -signal.SIGKILL
+    assert f"pags/killed/{TRIALS_FILE}" not in s3.keys("pags/killed/")
+    assert f"pags/killed/{LOCK_FILE}" in s3.keys("pags/killed/")  # the dead driver's lease
+    before = {c: len(r) for c, r in s3_reports(s3, "pags/killed/").items()}
+
+    start = time.monotonic()
+    rerun = sweep_on(s3, "killed", tmp_path)
+    try:
+        log = finish(rerun, timeout=300)
+    finally:
+        reap(descendants(rerun.pid))
+    print(f"rerun after the killed driver on S3: {time.monotonic() - start:.1f} s")
+    assert rerun.returncode == 0, log
+    assert "resuming sweep" in log
+
+    res = s3_results(s3, "pags/killed", tmp_path)
+    t = res.trials.set_index("config_id")
+    assert len(t) == 4 and set(t["status"]) == {"completed"}
+    repaired = "restored its last complete copy" in log
+    for cid, rows in finished.items():  # finished before the kill: not trained again
+        new = s3_reports(s3, "pags/killed/")[cid][before[cid]:]
+        if repaired and any(r["wall_time_s"] != rows[-1]["wall_time_s"] for r in new):
+            assert [r["epoch"] for r in new] == [4], new
+            continue
+        assert t.loc[cid, "pid"] == rows[-1]["pid"]
+        assert all(r["epoch"] == 4 and r["status"] == "completed" for r in new), new
+    ref = uninterrupted["results"]
+    got_t, got_m = final_columns(res.trials, res.measures)
+    want_t, want_m = final_columns(ref.trials, ref.measures)
+    pd.testing.assert_frame_equal(got_t, want_t)
+    pd.testing.assert_frame_equal(got_m, want_m)
+
+
+SEARCH = ["--preset", "digits-quick", "--set", "measure=false", "--methods", "none,randsmooth",
+          "--search", "optuna", "--objective", "test_accuracy", "--trials", "2", "--seeds", "1",
+          "--epochs", "2", "--num-cpus", "2"]  # fmt: skip
+
+
+def test_peak_search_on_s3_stores_its_study_there_and_a_rerun_resumes_it(s3_endpoint, tmp_path):
+    s3 = S3(s3_endpoint)
+    cmd = [*SEARCH, "--storage", s3.uri("pags"), "--output", "search",
+           "--cache-dir", tmp_path / "cache"]  # fmt: skip
+    log = finish(start_sweep(*cmd, cwd=tmp_path, env=s3.env), timeout=400)
+    assert "best randsmooth strength" in log or "randsmooth:" in log, log
+    keys = s3.keys("pags/search/")
+    assert f"pags/search/{STUDY_FILE}" in keys and f"pags/search/{SEARCH_BEST_FILE}" in keys
+
+    def study():
+        path = tmp_path / f"study-{time.monotonic_ns()}.db"
+        path.write_bytes(s3.read(f"pags/search/{STUDY_FILE}"))
+        return optuna.load_study(study_name=study_name("randsmooth"), storage=f"sqlite:///{path}")
+
+    first = study()
+    assert [t.state.name for t in first.trials] == ["COMPLETE", "COMPLETE"]
+    best = json.loads(s3.read(f"pags/search/{SEARCH_BEST_FILE}"))["randsmooth"]
+    assert best["optuna_trial"] in (0, 1) and best["n_complete"] == 2
+    assert best["storage"] == s3.uri("pags", "search", STUDY_FILE)  # not the driver's cache
+
+    # A rerun from another machine's view (an empty cache: the study comes from the bucket)
+    # resumes: nothing asked or trained again, the same answer.
+    trials_before = s3.read(f"pags/search/{TRIALS_FILE}")
+    cmd2 = [*SEARCH, "--storage", s3.uri("pags"), "--output", "search",
+            "--cache-dir", tmp_path / "cache2"]  # fmt: skip
+    log2 = finish(start_sweep(*cmd2, cwd=tmp_path, env=s3.env), timeout=400)
+    assert "resuming sweep" in log2, log2
+    again = study()
+    assert [(t.number, t.params, t.value) for t in again.trials] == [
+        (t.number, t.params, t.value) for t in first.trials
+    ]
+    assert json.loads(s3.read(f"pags/search/{SEARCH_BEST_FILE}"))["randsmooth"] == best
+    t1 = pd.read_parquet(io.BytesIO(trials_before))
+    t2 = pd.read_parquet(io.BytesIO(s3.read(f"pags/search/{TRIALS_FILE}")))
+    assert sorted(t1["config_id"]) == sorted(t2["config_id"]) and len(t2) == 3
