@@ -32,7 +32,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
-from sweep import search, storage, tune_state
+from sweep import prune, search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.progress import ProgressLine
@@ -41,6 +41,7 @@ from trainables.tune_trainable import MAPS_FILE, train, trial_config
 
 # Relative cost of one training step per method (forward/backward passes), to start the
 # longest trials first: the last trials then finish together instead of one straggling.
+KEEP = 2  # checkpoints kept per trial: the latest, and one in case it is cut off
 STEP_COST = {"none": 1.0, "randsmooth": 1.0, "smoothness": 2.0, "gradnorm": 3.0}
 
 
@@ -145,6 +146,7 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
     # points at a deleted checkpoint); that is intended here, not a bottleneck worth a warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     path = storage.join(where.exp_dir, name)
+    remote = storage.is_uri(path)
     tune_state.repair(path)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -173,14 +175,20 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 storage_path=where.exp_dir,
                 verbose=1,  # with the legacy engine: our progress line only
                 failure_config=tune.FailureConfig(max_failures=where.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # On object storage Tune's own pruning races its state upload: sweep/prune.py.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None if remote else KEEP),
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
                 # a readable copy of Tune's state, for a driver killed while Tune writes it
-                callbacks=[tune_state.StateBackup(path, 5.0 if storage.is_uri(path) else 0.0)],
+                callbacks=[
+                    tune_state.StateBackup(path, 5.0 if remote else 0.0),
+                    *([prune.CheckpointPruner(path, KEEP)] if remote else []),
+                ],
             ),
         )
     with _quiet_tune_logs(), _sigterm_stops_like_ctrl_c():
         grid = tuner.fit()
+    if remote:
+        prune.prune_finished(path, KEEP)
     return [outcome(r) for r in grid]
 
 

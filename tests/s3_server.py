@@ -10,9 +10,11 @@ PyPI package and starts in a second.)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +74,34 @@ class S3:
 
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def reports(self, prefix: str) -> dict[str, list[dict]]:
+        """{config_id: its reports so far} from the trials' result.json objects under
+        `prefix` (as test_reliability_helpers.reports reads them from a local directory)."""
+        out: dict[str, list[dict]] = {}
+        for key in self.keys(prefix):
+            if not key.endswith("/result.json"):
+                continue
+            rows = []
+            for line in self.read(key).decode().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line being written right now
+            if rows:
+                out.setdefault(rows[0]["config_id"], []).extend(rows)
+        return out
+
+    def results(self, prefix: str, tmp_path: Path):
+        """The experiment's two tables under `prefix`, read from the bucket."""
+        from analysis import load_results
+        from analysis.schema import MEASURES_FILE, TRIALS_FILE
+
+        local = tmp_path / f"from-s3-{prefix.replace('/', '-')}"
+        local.mkdir()
+        for name in (TRIALS_FILE, MEASURES_FILE):
+            (local / name).write_bytes(self.read(f"{prefix}/{name}"))
+        return load_results(local)
 
 
 @pytest.fixture(name="s3")

@@ -1,5 +1,7 @@
 """A worker node lost mid-sweep (issue 6, item 3): its trials move to the remaining node and
-the sweep completes.
+the sweep completes; with S3 storage (issue 23, item 3: moto's server on loopback,
+tests/s3_server.py) the lost trial resumes from its last checkpoint in the bucket and ends with
+the numbers of an uninterrupted run.
 
 A real two-node Ray cluster on this machine, loopback only, with token authentication
 (Ray 2.59+ requires it locally), in its own temp dir. The head's health checks are tightened so
@@ -8,6 +10,7 @@ node's processes are the ones that appeared when it started (plus their children
 SIGKILLs exactly those, as a crashed machine would vanish, and stops the head afterwards.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from s3_server import S3, s3_endpoint_fixture  # noqa: F401 - fixtures
+from test_reliability_faults import reference_run
 from test_reliability_helpers import finish, reap, reports, start_sweep, wait_until
 
 from analysis import load_results
@@ -68,7 +73,15 @@ def ray_start(args: list[str], temp_dir: str, env: dict) -> None:
 @pytest.fixture
 def cluster():
     """{address, env, worker: the worker node's own processes, worker_node_id}."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    with two_nodes(dict(os.environ)) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def two_nodes(base_env: dict):
+    """The head and the worker node, their processes started with `base_env` (plus token
+    auth); stopped at the end."""
+    env = {**base_env, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     temp_dir = tempfile.mkdtemp(prefix="pgl-", dir="/tmp")  # short: unix socket path limit
     port = free_port()
     try:
@@ -150,3 +163,60 @@ def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluste
     ]
     curve = res.measures[res.measures["measure"] == "train_loss"]
     assert sorted(curve[curve["config_id"] == victim]["epoch"]) == [1, 2, 3, 4]
+
+
+def test_lost_worker_node_on_s3_storage_resumes_its_trial_from_the_bucket(s3_endpoint, tmp_path):
+    s3 = S3(s3_endpoint)
+    with two_nodes(s3.env) as cluster:  # both nodes reach the endpoint through AWS_ENDPOINT_URL
+        wait_for_cpus(cluster["address"], cluster["env"], "2.0")
+        proc = start_sweep(
+            "--preset", "digits-quick", "--methods", "none,randsmooth",
+            "--strengths", "0.1,0.3,0.5", "--epochs", "4", "--set", "measure=false",
+            "--address", cluster["address"],
+            "--storage", s3.uri("pags"), "--output", "exp", cwd=tmp_path, env=cluster["env"],
+        )  # fmt: skip
+        worker_pids = lambda: {  # noqa: E731
+            c.pid for p in cluster["worker"] if p.is_running() for c in [p, *p.children(True)]
+        }
+        try:
+
+            def running_on_worker():
+                pids = worker_pids()
+                for cid, rows in s3.reports("pags/exp/").items():
+                    if rows[-1]["pid"] in pids and rows[-1]["status"] == "running":
+                        return cid, rows
+                return None
+
+            victim, before = wait_until("a trial on the worker node", running_on_worker, proc, 240)
+            lost = [p for p in cluster["worker"] if p.is_running()]
+            lost += [c for p in lost for c in p.children(recursive=True)]
+            for p in lost:
+                p.send_signal(signal.SIGKILL)
+            psutil.wait_procs(lost, timeout=10)
+            log = finish(proc, timeout=400)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, log
+
+    res = s3.results("pags/exp", tmp_path)
+    t = res.trials.set_index("config_id")
+    assert len(t) == 4 and t.index.is_unique
+    assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all(), t
+    assert t.loc[victim, "node_id"] != cluster["worker_node_id"]
+    history = s3.reports("pags/exp/")[victim]
+    lost_reports = [r for r in history if r["pid"] == before[-1]["pid"]]
+    moved = [r for r in history if r["pid"] != before[-1]["pid"]]
+    assert moved and moved[-1]["status"] == "completed"
+    # Resumed from a checkpoint in the bucket, not from scratch.
+    assert 2 <= moved[0]["epoch"] <= lost_reports[-1]["epoch"] + 1, [
+        (r["pid"], r["epoch"]) for r in history
+    ]
+    # The final row equals the trial run uninterrupted (same seed, one thread, bit for bit).
+    ref = reference_run(t.loc[victim, "config_json"])
+    assert t.loc[victim, "train_loss"] == ref["train_loss"]
+    assert t.loc[victim, "test_accuracy"] == ref["test_accuracy"]
+    curve = res.measures[(res.measures["measure"] == "train_loss")
+                         & (res.measures["config_id"] == victim)].sort_values("epoch")  # fmt: skip
+    assert curve["epoch"].tolist() == [1, 2, 3, 4]
+    assert curve["value"].tolist() == [h["train_loss"] for h in ref["history"]]

@@ -31,7 +31,6 @@ from test_reliability_helpers import (
     wait_until,
 )
 
-from analysis import load_results
 from analysis.schema import MEASURES_FILE, SEARCH_BEST_FILE, SWEEP_FILE, TRIALS_FILE
 from sweep.experiment import LOCK_FILE
 from sweep.search import STUDY_FILE, study_name
@@ -40,32 +39,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 FOUR = ["--preset", "digits-quick", "--set", "measure=false", "--methods", "none,randsmooth",
         "--strengths", "0.1,0.3,0.5", "--epochs", "4", "--num-cpus", "2"]  # fmt: skip
-
-
-def s3_reports(s3: S3, prefix: str) -> dict[str, list[dict]]:
-    """{config_id: its reports so far} from the trials' result.json objects in the bucket."""
-    out: dict[str, list[dict]] = {}
-    for key in s3.keys(prefix):
-        if not key.endswith("/result.json"):
-            continue
-        rows = []
-        for line in s3.read(key).decode().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        if rows:
-            out.setdefault(rows[0]["config_id"], []).extend(rows)
-    return out
-
-
-def s3_results(s3: S3, prefix: str, tmp_path):
-    """The experiment's two tables, read from the bucket."""
-    local = tmp_path / f"from-s3-{prefix.replace('/', '-')}"
-    local.mkdir()
-    for name in (TRIALS_FILE, MEASURES_FILE):
-        (local / name).write_bytes(s3.read(f"{prefix}/{name}"))
-    return load_results(local)
 
 
 def sweep_on(s3: S3, name: str, cwd, *extra):
@@ -81,7 +54,7 @@ def uninterrupted(s3_endpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("s3-uninterrupted")
     first = sweep_on(s3, "exp", root)
     try:
-        wait_until("trials running", lambda: s3_reports(s3, "pags/exp/"), first, timeout=180)
+        wait_until("trials running", lambda: s3.reports("pags/exp/"), first, timeout=180)
         sweep_config = s3.read(f"pags/exp/{SWEEP_FILE}")
         lock = s3.client.head_object(Bucket=s3.bucket, Key=f"pags/exp/{LOCK_FILE}")["ETag"]
         second_dir = root / "second"
@@ -95,7 +68,7 @@ def uninterrupted(s3_endpoint, tmp_path_factory):
     assert first.returncode == 0, log
     return {"s3": s3, "root": root, "second": (second.returncode, second_log, lock),
             "first_running": first_running, "sweep_config": sweep_config,
-            "results": s3_results(s3, "pags/exp", root)}  # fmt: skip
+            "results": s3.results("pags/exp", root)}  # fmt: skip
 
 
 def test_sweep_on_s3_stores_everything_there_and_refuses_a_second_driver(uninterrupted):
@@ -144,7 +117,7 @@ def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
     try:
 
         def some_finished():
-            done = {c: r for c, r in s3_reports(s3, "pags/killed/").items()
+            done = {c: r for c, r in s3.reports("pags/killed/").items()
                     if r[-1]["status"] == "completed"}  # fmt: skip
             return done if len(done) < 4 else None
 
@@ -157,7 +130,7 @@ def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
     assert proc.returncode == -signal.SIGKILL
     assert f"pags/killed/{TRIALS_FILE}" not in s3.keys("pags/killed/")
     assert f"pags/killed/{LOCK_FILE}" in s3.keys("pags/killed/")  # the dead driver's lease
-    before = {c: len(r) for c, r in s3_reports(s3, "pags/killed/").items()}
+    before = {c: len(r) for c, r in s3.reports("pags/killed/").items()}
 
     start = time.monotonic()
     rerun = sweep_on(s3, "killed", tmp_path)
@@ -169,12 +142,12 @@ def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
     assert rerun.returncode == 0, log
     assert "resuming sweep" in log
 
-    res = s3_results(s3, "pags/killed", tmp_path)
+    res = s3.results("pags/killed", tmp_path)
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and set(t["status"]) == {"completed"}
     repaired = "restored its last complete copy" in log
     for cid, rows in finished.items():  # finished before the kill: not trained again
-        new = s3_reports(s3, "pags/killed/")[cid][before[cid]:]
+        new = s3.reports("pags/killed/")[cid][before[cid]:]
         if repaired and any(r["wall_time_s"] != rows[-1]["wall_time_s"] for r in new):
             assert [r["epoch"] for r in new] == [4], new
             continue
