@@ -136,7 +136,7 @@ def run_measure(
 def _claim(out_dir: str, base: TrialConfig) -> None:
     """One dataset and one set of measurement settings per directory, as one sweep per
     directory: the tables of a directory must be comparable. ValueError names the field."""
-    path = os.path.join(out_dir, SETTINGS_FILE)
+    path = storage.join(out_dir, SETTINGS_FILE)
     settings = {k: base.to_dict()[k] for k in ("dataset", *MEASURE_FIELDS)}
     settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
     old = storage.read_text(path)

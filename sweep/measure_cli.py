@@ -86,8 +86,10 @@ def cmd_measure(args) -> int:
     gpus = args.gpus_per_task
     if gpus is not None and not (gpus >= 0 and math.isfinite(gpus)):
         raise UsageError(f"--gpus-per-task {gpus:g} is invalid; allowed: >= 0")
+    from sweep import storage
+
     return run_measure(
-        specs, base, os.path.abspath(args.output), local=args.local, device=args.device,
+        specs, base, storage.resolve(args.output), local=args.local, device=args.device,
         address=args.address, num_cpus=args.num_cpus, cpus=args.cpus_per_task,
         gpus=args.gpus_per_task, invalid=len(lines),
         log=lambda text: print(text, flush=True),

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
-import os
 import time
 
 import numpy as np
 
-from analysis.atomic import atomic_write
 from analysis.errors import one_line
 from analysis.schema import MAPS_DIR
 from sweep import storage
@@ -36,10 +35,11 @@ class Plan:
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
     """Maps first, record last: a record on disk means the measurement is complete."""
     if maps is not None:
-        os.makedirs(os.path.join(out_dir, MAPS_DIR), exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in maps.items()}
-        path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
-        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        storage.write_bytes_atomic(storage.join(out_dir, MAPS_DIR, f"{p.config_id}.npz"),
+                                   buf.getvalue())  # fmt: skip
     record = {**record, "config_id": p.config_id, "checkpoint_sha256": p.checkpoint_sha256}
     storage.write_text_atomic(record_path(out_dir, p.config_id), json.dumps(record))
 

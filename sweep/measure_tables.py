@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 
 from analysis import schema
 from analysis.schema import MEASURES_FILE, TRIALS_FILE
@@ -26,19 +26,18 @@ RECORDS_DIR = "records"
 
 
 def record_path(out_dir: str, config_id: str) -> str:
-    return os.path.join(out_dir, RECORDS_DIR, f"{config_id}.json")
+    return storage.join(out_dir, RECORDS_DIR, f"{config_id}.json")
 
 
 def read_records(out_dir: str) -> dict[str, dict]:
-    """{config_id: record} of every finished measurement in `out_dir`."""
-    folder = os.path.join(out_dir, RECORDS_DIR)
-    if not os.path.isdir(folder):
-        return {}
+    """{config_id: record} of every finished measurement in `out_dir` (a path or a URI)."""
+    fs, root = storage.filesystem(storage.join(out_dir, RECORDS_DIR))
+    found = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     out = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json"):
-            with open(os.path.join(folder, name)) as f:
-                out[name[: -len(".json")]] = json.load(f)
+    for info in sorted(found, key=lambda i: i.base_name):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".json"):
+            with fs.open_input_stream(info.path) as f:
+                out[info.base_name[: -len(".json")]] = json.loads(f.read())
     return out
 
 

@@ -114,14 +114,13 @@ def wait_for_cpus(address: str, env: dict, cpus: str) -> None:
     raise AssertionError(f"the cluster never showed {cpus} CPUs: {status.stdout}")
 
 
-def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluster, tmp_path):
-    wait_for_cpus(cluster["address"], cluster["env"], "2.0")
-    exp = tmp_path / "exp"
-    proc = start_sweep(
-        "--preset", "digits-quick", "--methods", "none,randsmooth", "--strengths", "0.1,0.3,0.5",
-        "--epochs", "4", "--set", "measure=false", "--address", cluster["address"],
-        "--output", exp, cwd=tmp_path, env=cluster["env"],
-    )  # fmt: skip
+GRID = ["--preset", "digits-quick", "--methods", "none,randsmooth", "--strengths",
+        "0.1,0.3,0.5", "--epochs", "4", "--set", "measure=false"]  # fmt: skip
+
+
+def lose_the_worker_node_mid_trial(cluster, proc, reports_now, timeout=240):
+    """Once a trial reports from the worker node, SIGKILL every process of that node; wait for
+    the sweep to end. (victim config_id, its reports seen before the kill, the sweep's log)."""
     worker_pids = lambda: {  # noqa: E731 - the worker node's processes, trial workers included
         c.pid for p in cluster["worker"] if p.is_running() for c in [p, *p.children(True)]
     }
@@ -129,30 +128,33 @@ def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluste
 
         def running_on_worker():
             pids = worker_pids()
-            for cid, rows in reports(exp).items():
+            for cid, rows in reports_now().items():
                 if rows[-1]["pid"] in pids and rows[-1]["status"] == "running":
                     return cid, rows
             return None
 
-        victim, before = wait_until("a trial on the worker node", running_on_worker, proc, 180)
+        victim, before = wait_until("a trial on the worker node", running_on_worker, proc,
+                                    timeout)  # fmt: skip
         lost = [p for p in cluster["worker"] if p.is_running()]
         lost += [c for p in lost for c in p.children(recursive=True)]
         for p in lost:
             p.send_signal(signal.SIGKILL)
         psutil.wait_procs(lost, timeout=10)
-        log = finish(proc, timeout=300)
+        log = finish(proc, timeout=400)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, log
+    return victim, before, log
 
-    res = load_results(exp)
+
+def assert_moved_and_completed(res, history, victim, before, cluster) -> None:
+    """Every trial completed once; the lost node's trial finished on the other node, after a
+    checkpointed epoch, each epoch once in its learning curve."""
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
     assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all(), t
-    # The lost node's trial finished on the other node, after a checkpointed epoch.
     assert t.loc[victim, "node_id"] != cluster["worker_node_id"]
-    history = reports(exp)[victim]
     moved = [r for r in history if r["pid"] != before[-1]["pid"]]
     # What the lost worker reported before it died: `before` is only what the test saw when
     # it picked the victim; the trial may have finished another epoch before the kill landed.
@@ -165,58 +167,30 @@ def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluste
     assert sorted(curve[curve["config_id"] == victim]["epoch"]) == [1, 2, 3, 4]
 
 
+def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluster, tmp_path):
+    wait_for_cpus(cluster["address"], cluster["env"], "2.0")
+    exp = tmp_path / "exp"
+    proc = start_sweep(*GRID, "--address", cluster["address"], "--output", exp, cwd=tmp_path,
+                       env=cluster["env"])  # fmt: skip
+    victim, before, _ = lose_the_worker_node_mid_trial(cluster, proc, lambda: reports(exp), 180)
+    assert_moved_and_completed(load_results(exp), reports(exp)[victim], victim, before, cluster)
+
+
 def test_lost_worker_node_on_s3_storage_resumes_its_trial_from_the_bucket(s3_endpoint, tmp_path):
     s3 = S3(s3_endpoint)
     with two_nodes(s3.env) as cluster:  # both nodes reach the endpoint through AWS_ENDPOINT_URL
         wait_for_cpus(cluster["address"], cluster["env"], "2.0")
-        proc = start_sweep(
-            "--preset", "digits-quick", "--methods", "none,randsmooth",
-            "--strengths", "0.1,0.3,0.5", "--epochs", "4", "--set", "measure=false",
-            "--address", cluster["address"],
-            "--storage", s3.uri("pags"), "--output", "exp", cwd=tmp_path, env=cluster["env"],
-        )  # fmt: skip
-        worker_pids = lambda: {  # noqa: E731
-            c.pid for p in cluster["worker"] if p.is_running() for c in [p, *p.children(True)]
-        }
-        try:
-
-            def running_on_worker():
-                pids = worker_pids()
-                for cid, rows in s3.reports("pags/exp/").items():
-                    if rows[-1]["pid"] in pids and rows[-1]["status"] == "running":
-                        return cid, rows
-                return None
-
-            victim, before = wait_until("a trial on the worker node", running_on_worker, proc, 240)
-            lost = [p for p in cluster["worker"] if p.is_running()]
-            lost += [c for p in lost for c in p.children(recursive=True)]
-            for p in lost:
-                p.send_signal(signal.SIGKILL)
-            psutil.wait_procs(lost, timeout=10)
-            log = finish(proc, timeout=400)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 0, log
-
+        proc = start_sweep(*GRID, "--address", cluster["address"], "--storage", s3.uri("pags"),
+                           "--output", "exp", cwd=tmp_path, env=cluster["env"])  # fmt: skip
+        victim, before, _ = lose_the_worker_node_mid_trial(
+            cluster, proc, lambda: s3.reports("pags/exp/")
+        )
     res = s3.results("pags/exp", tmp_path)
-    t = res.trials.set_index("config_id")
-    assert len(t) == 4 and t.index.is_unique
-    assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all(), t
-    assert t.loc[victim, "node_id"] != cluster["worker_node_id"]
-    history = s3.reports("pags/exp/")[victim]
-    lost_reports = [r for r in history if r["pid"] == before[-1]["pid"]]
-    moved = [r for r in history if r["pid"] != before[-1]["pid"]]
-    assert moved and moved[-1]["status"] == "completed"
-    # Resumed from a checkpoint in the bucket, not from scratch.
-    assert 2 <= moved[0]["epoch"] <= lost_reports[-1]["epoch"] + 1, [
-        (r["pid"], r["epoch"]) for r in history
-    ]
+    assert_moved_and_completed(res, s3.reports("pags/exp/")[victim], victim, before, cluster)
     # The final row equals the trial run uninterrupted (same seed, one thread, bit for bit).
-    ref = reference_run(t.loc[victim, "config_json"])
-    assert t.loc[victim, "train_loss"] == ref["train_loss"]
-    assert t.loc[victim, "test_accuracy"] == ref["test_accuracy"]
+    row = res.trials.set_index("config_id").loc[victim]
+    ref = reference_run(row["config_json"])
+    assert (row["train_loss"], row["test_accuracy"]) == (ref["train_loss"], ref["test_accuracy"])
     curve = res.measures[(res.measures["measure"] == "train_loss")
                          & (res.measures["config_id"] == victim)].sort_values("epoch")  # fmt: skip
-    assert curve["epoch"].tolist() == [1, 2, 3, 4]
     assert curve["value"].tolist() == [h["train_loss"] for h in ref["history"]]
