@@ -136,9 +136,12 @@ def lose_the_worker_node_mid_trial(cluster, proc, reports_now, timeout=240):
         victim, before = wait_until("a trial on the worker node", running_on_worker, proc,
                                     timeout)  # fmt: skip
         lost = [p for p in cluster["worker"] if p.is_running()]
-        lost += [c for p in lost for c in p.children(recursive=True)]
-        for p in lost:
-            p.send_signal(signal.SIGKILL)
+        for p in list(lost):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                lost += p.children(recursive=True)
+        for p in lost:  # a short-lived helper may exit meanwhile: nothing left to kill
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(signal.SIGKILL)
         psutil.wait_procs(lost, timeout=10)
         log = finish(proc, timeout=400)
     finally:
