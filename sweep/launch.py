@@ -100,7 +100,7 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
     )
     study = search.StudyFile(where.exp_dir, where.cache_dir, sweep.config_id)
     for method in sweep.searched_methods:
-        outcomes = _search(method, trainable, sweep, where, paths, study.url, min_accuracy)
+        outcomes = _search(method, trainable, sweep, where, paths, study, min_accuracy)
         study.upload()
         result.outcomes += outcomes
         if any(o.status == "running" for o in outcomes):
@@ -110,14 +110,15 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
     return result
 
 
-def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min_accuracy):
+def _search(method, trainable, sweep: SweepConfig, where: Where, paths, study, min_accuracy):
     """The study of one method through Ray Tune (sweep/search.py), within the preset grid's
     range of log10-strength; each suggested strength runs `sweep.seeds` seeds."""
     lo, hi = sweep.search_bounds(method)
     epochs = sweep.trial_dict(method, 10**lo, 0)["epochs"]
     space = sweep.search_space(method, **paths)
     searcher = search.StrengthSearcher(
-        url=url,
+        url=study.url,
+        saved=study.upload,
         method=method,
         bounds=(lo, hi),
         seeds=sweep.seeds,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -94,11 +95,13 @@ class StrengthSearcher(Searcher):
         objective: str,
         min_accuracy: float,
         sampler_seed: int = 0,
+        saved: Callable[[], None] | None = None,
     ):
         super().__init__(metric=objective, mode=OBJECTIVES[objective])
         self.url, self.method, self.bounds = url, method, bounds
         self.seeds, self.trials, self.objective = seeds, trials, objective
         self.min_accuracy, self.sampler_seed = min_accuracy, sampler_seed
+        self.saved = saved  # called after each change to the study (StudyFile.upload)
         self._queue: list[tuple[int, int]] = []  # (optuna number, seed) to hand out
         self._live: dict[str, tuple[int, int]] = {}  # Tune trial id -> (number, seed)
         self._ended: dict[int, dict[int, tuple[float, float]]] = {}  # number -> seed -> (v, acc)
@@ -134,6 +137,7 @@ class StrengthSearcher(Searcher):
                 return Searcher.FINISHED if done else None
             trial = study.ask({PARAM: FloatDistribution(*self.bounds)})
             self._queue = [(trial.number, s) for s in range(self.seeds)]
+            self._changed()
         number, seed = self._queue.pop(0)
         self._live[trial_id] = (number, seed)
         x = study.trials[number].params[PARAM]
@@ -172,6 +176,11 @@ class StrengthSearcher(Searcher):
             self.study.tell(number, sum(values) / len(values), skip_if_finished=True)
         else:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.saved is not None:
+            self.saved()
 
     # ---- state saved with Tune's experiment (the study is on disk) ------------------------
     def get_state(self) -> dict[str, Any]:
@@ -245,8 +254,9 @@ class StudyFile:
     """Where the study lives (sweep/study_storage.py): on local disk SQLite, on a shared mount
     Optuna's journal, both in the experiment. SQLite needs a local file, so for an experiment
     on a URI (s3://, file:// through pyarrow) the driver works on a copy under the artifacts
-    cache, fetched from the experiment when it is missing there and copied back after each
-    method's search (and so after an interruption too)."""
+    cache, fetched from the experiment when it is missing there and copied back after every
+    ask and tell (the searcher's `saved`) and after each method's search, so a driver that
+    dies leaves the bucket's copy as current as its own."""
 
     def __init__(self, exp_dir: str, cache_dir: str, sweep_id: str):
         self.remote = storage.join(exp_dir, STUDY_FILE) if storage.is_uri(exp_dir) else None

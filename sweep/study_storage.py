@@ -7,7 +7,7 @@
   fcntl locks, which many NFS implementations break (Optuna's FAQ and SQLite's own); the
   journal appends JSON lines and locks by creating a file, which NFSv3+ does atomically.
 - Object storage (s3://, gs://, any URI): neither can write in place, so the driver works on a
-  local SQLite copy under the artifacts cache and uploads it after each method's search
+  local SQLite copy under the artifacts cache and uploads it after every ask and tell
   (sweep/search.py `StudyFile`); a rerun on another machine fetches it first.
 
 The file already in the experiment decides on a rerun (a study is never split across two

@@ -7,14 +7,15 @@ goes through moto's S3 server on loopback (tests/s3_server.py), reached only thr
   first's results whole), then `pags analyze s3://...` reading it from the bucket;
 - the same sweep with its driver SIGKILLed mid-sweep: the same command resumes and the tables
   equal the uninterrupted run's;
-- a peak search (Optuna) on S3: the study is stored in the bucket, and a rerun resumes it
-  without asking or training anything again.
+- a peak search (Optuna) on S3 with its driver SIGKILLed mid-search and its local copy of the
+  study gone: the rerun resumes the bucket's study, asking nothing twice.
 
 Every check reads the bucket through its own S3 client: a sweep that wrote anywhere else fails.
 """
 
 import io
 import json
+import shutil
 import signal
 import time
 
@@ -160,43 +161,64 @@ def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
     pd.testing.assert_frame_equal(got_m, want_m)
 
 
-SEARCH = ["--preset", "digits-quick", "--set", "measure=false", "--methods", "none,randsmooth",
-          "--search", "optuna", "--objective", "test_accuracy", "--trials", "2", "--seeds", "1",
-          "--epochs", "2", "--num-cpus", "2"]  # fmt: skip
+SEARCH = ["--preset", "digits-quick", "--set", "measure=false", "--methods", "gradnorm",
+          "--search", "optuna", "--objective", "test_accuracy", "--trials", "3",
+          "--epochs", "3", "--set", "train_subset=256", "--num-cpus", "2"]  # fmt: skip
 
 
-def test_peak_search_on_s3_stores_its_study_there_and_a_rerun_resumes_it(s3_endpoint, tmp_path):
+def test_peak_search_on_s3_killed_mid_run_resumes_from_the_buckets_study(s3_endpoint, tmp_path):
+    """The study is kept in the bucket as it changes: a driver SIGKILLed mid-search and rerun
+    with none of its local copy (another machine's view, same --cache-dir path) resumes the
+    same study: nothing asked twice, every strength told once."""
     s3 = S3(s3_endpoint)
-    cmd = [*SEARCH, "--storage", s3.uri("pags"), "--output", "search",
-           "--cache-dir", tmp_path / "cache"]  # fmt: skip
-    log = finish(start_sweep(*cmd, cwd=tmp_path, env=s3.env), timeout=400)
-    assert "best randsmooth strength" in log or "randsmooth:" in log, log
-    keys = s3.keys("pags/search/")
-    assert f"pags/search/{STUDY_FILE}" in keys and f"pags/search/{SEARCH_BEST_FILE}" in keys
+    cache = tmp_path / "cache"
+    cmd = [*SEARCH, "--storage", s3.uri("pags"), "--output", "search", "--cache-dir", cache]
+    key = f"pags/search/{STUDY_FILE}"
 
     def study():
         path = tmp_path / f"study-{time.monotonic_ns()}.db"
-        path.write_bytes(s3.read(f"pags/search/{STUDY_FILE}"))
-        return optuna.load_study(study_name=study_name("randsmooth"), storage=f"sqlite:///{path}")
+        path.write_bytes(s3.read(key))
+        return optuna.load_study(study_name=study_name("gradnorm"), storage=f"sqlite:///{path}")
 
-    first = study()
-    assert [t.state.name for t in first.trials] == ["COMPLETE", "COMPLETE"]
-    best = json.loads(s3.read(f"pags/search/{SEARCH_BEST_FILE}"))["randsmooth"]
-    assert best["optuna_trial"] in (0, 1) and best["n_complete"] == 2
-    assert best["storage"] == s3.uri("pags", "search", STUDY_FILE)  # not the driver's cache
+    proc = start_sweep(*cmd, cwd=tmp_path, env=s3.env)
+    ray_procs = []
+    try:
 
-    # A rerun from another machine's view (an empty cache: the study comes from the bucket)
-    # resumes: nothing asked or trained again, the same answer.
-    trials_before = s3.read(f"pags/search/{TRIALS_FILE}")
-    cmd2 = [*SEARCH, "--storage", s3.uri("pags"), "--output", "search",
-            "--cache-dir", tmp_path / "cache2"]  # fmt: skip
-    log2 = finish(start_sweep(*cmd2, cwd=tmp_path, env=s3.env), timeout=400)
-    assert "resuming sweep" in log2, log2
-    again = study()
-    assert [(t.number, t.params, t.value) for t in again.trials] == [
-        (t.number, t.params, t.value) for t in first.trials
-    ]
-    assert json.loads(s3.read(f"pags/search/{SEARCH_BEST_FILE}"))["randsmooth"] == best
-    t1 = pd.read_parquet(io.BytesIO(trials_before))
-    t2 = pd.read_parquet(io.BytesIO(s3.read(f"pags/search/{TRIALS_FILE}")))
-    assert sorted(t1["config_id"]) == sorted(t2["config_id"]) and len(t2) == 3
+        def some_strengths_told():
+            if key not in s3.keys("pags/search/"):
+                return None
+            try:
+                done = [t for t in study().trials if t.state.is_finished()]
+            except (KeyError, optuna.exceptions.OptunaError):
+                return None  # the study not created in this copy yet
+            return done if 1 <= len(done) < 3 else None
+
+        wait_until("a strength told, not all", some_strengths_told, proc, timeout=300)
+        ray_procs = descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        finish(proc, timeout=30)
+    finally:
+        reap(ray_procs)
+    assert proc.returncode == -signal.SIGKILL
+    before = {t.number: t for t in study().trials}
+    told = {n: t for n, t in before.items() if t.state.is_finished()}
+    shutil.rmtree(cache / "studies")  # the driver's own copy gone: the bucket's must serve
+
+    rerun = start_sweep(*cmd, cwd=tmp_path, env=s3.env)
+    try:
+        log = finish(rerun, timeout=400)
+    finally:
+        reap(descendants(rerun.pid))
+    assert rerun.returncode == 0, log
+    assert "resuming sweep" in log and "best gradnorm strength: lambda=" in log, log
+    after = study().trials
+    assert [t.number for t in after] == [0, 1, 2]  # the same study, nothing asked twice
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in after)
+    for n, t in told.items():  # told before the kill: untouched
+        assert (after[n].value, after[n].params) == (t.value, t.params)
+    for n, t in before.items():  # asked before the kill: the same strength, finished now
+        assert after[n].params == t.params
+    best = json.loads(s3.read(f"pags/search/{SEARCH_BEST_FILE}"))["gradnorm"]
+    assert best["n_complete"] == 3 and best["storage"] == s3.uri("pags", "search", STUDY_FILE)
+    trials = pd.read_parquet(io.BytesIO(s3.read(f"pags/search/{TRIALS_FILE}")))
+    assert len(trials) == 2 + 3 * 2 and trials["config_id"].is_unique  # baseline + 3 x 2 seeds
