@@ -46,6 +46,12 @@ def _conflict(err) -> bool:
     return _code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
+def _body(renewals: int = 0) -> bytes:
+    """The lease object: who holds it (and a counter that changes its ETag on renewal)."""
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "renewals": renewals}
+    return json.dumps(holder).encode()
+
+
 def _put(client, bucket: str, key: str, body: bytes, **condition: str) -> str:
     """A conditional PUT; the new object's ETag."""
     return client.put_object(Bucket=bucket, Key=key, Body=body, **condition)["ETag"]
@@ -73,7 +79,7 @@ def acquire(client, bucket: str, key: str, exp_dir: str, lease_s: float = LEASE_
     live driver holds it."""
     from botocore.exceptions import ClientError
 
-    body = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+    body = _body()
     for _ in range(RACES):
         try:
             return _put(client, bucket, key, body, IfNoneMatch="*")
@@ -118,16 +124,14 @@ def held(exp_dir: str, lease_s: float = LEASE_S) -> Iterator[None]:
     key = "/".join(p for p in (prefix, LOCK_FILE) if p)
     client = s3_client()
     etag = [acquire(client, bucket, key, exp_dir, lease_s)]
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
     stop = threading.Event()
 
     def renew() -> None:
         renewals = 0
         while not stop.wait(lease_s / 4):
             renewals += 1  # a new body: an unchanged one would keep its ETag
-            body = json.dumps({**me, "renewals": renewals}).encode()
             try:
-                etag[0] = _put(client, bucket, key, body, IfMatch=etag[0])
+                etag[0] = _put(client, bucket, key, _body(renewals), IfMatch=etag[0])
             except ClientError as err:
                 if _conflict(err) or _code(err) in ("NoSuchKey", "404"):
                     print(f"[pags] lost the lock of {exp_dir} to another driver: stopping",
