@@ -19,7 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.groups import log_strength
-from analysis.schema import MAP_KEYS, MAPS_DIR, STRENGTH_SYMBOL, maps_file
+from analysis.results.layout import MAP_KEYS, MAPS_DIR, maps_file
+from analysis.results.methods import STRENGTH_SYMBOL
 
 GALLERY_REGIMES = ("weak", "bayes_aligned", "excessive")
 

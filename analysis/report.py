@@ -25,7 +25,6 @@ import pandas as pd
 
 from analysis import findings
 from analysis.alignment import RHO2, alignment_correlation, peak_alignment
-from analysis.atomic import atomic_write
 from analysis.document import Document
 from analysis.gallery import gallery_figure
 from analysis.groups import split_groups
@@ -34,7 +33,7 @@ from analysis.noise import noise_robustness
 from analysis.plots import noise_figure, regime_figure
 from analysis.quality import artifact_quality
 from analysis.regimes import Criteria, criteria_table, fit_regimes, label_trials
-from analysis.schema import (
+from analysis.report_tables import (
     BOUNDARY_COLUMNS,
     CORRELATION_COLUMNS,
     EPS_COLUMNS,
@@ -42,9 +41,10 @@ from analysis.schema import (
     NOISE_COLUMNS,
     PEAK_COLUMNS,
     REPORT_TABLES,
-    SCHEMA_VERSION,
-    STRENGTH_SYMBOL,
 )
+from analysis.results.atomic import atomic_write
+from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.tables import SCHEMA_VERSION
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
 

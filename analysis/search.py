@@ -21,13 +21,10 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
-from analysis.schema import (
-    BEST_COLUMNS,
-    HISTORY_COLUMNS,
-    STRENGTH_SYMBOL,
-    SWEEP_FILE,
-    TRIALS_COLUMNS,
-)
+from analysis.report_tables import BEST_COLUMNS, HISTORY_COLUMNS
+from analysis.results.columns import TRIALS_COLUMNS
+from analysis.results.layout import SWEEP_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
 
 
 def _sign(objective: str) -> float:

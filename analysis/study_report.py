@@ -20,7 +20,7 @@ from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
 from analysis.quality import artifact_quality
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.results.methods import STRENGTH_SYMBOL
 
 PAIR_NAMES = {
     ("pred_logit", "score"): "predicted-class logit vs class-conditional score",

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import ray
 
-from analysis.errors import one_line
+from analysis.results.errors import InputError, one_line
 from trainables.config import TrialConfig
 from trainables.data import DataUnavailableError
-from trainables.errors import InputError
 from trainables.tune_trainable import artifacts_key
 
 

@@ -18,8 +18,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from analysis.errors import one_line
-from trainables.errors import InputError
+from analysis.results.errors import InputError, one_line
+from analysis.results.record import latest_maps
 
 
 class UsageError(InputError):
@@ -127,24 +127,27 @@ def cmd_train(args) -> int:
 
         measurer = build_measurer(cfg, bundle, device, cache_dir=args.cache_dir or None)
 
-    checkpoint, on_epoch = None, None
+    checkpoint, path = None, ""
     if args.checkpoint_dir:
         os.makedirs(args.checkpoint_dir, exist_ok=True)
         path = os.path.join(args.checkpoint_dir, f"{cfg.config_id}.pt")
         if os.path.exists(path):
             checkpoint = load_checkpoint(path)
+    measured: list[dict] = []  # the epochs that measured, for their maps
 
-        def on_epoch(metrics, make_checkpoint):
+    def on_epoch(metrics, make_checkpoint):
+        if "measures" in metrics:
+            measured.append(metrics)
+        if path:
             save_checkpoint(make_checkpoint(), path)
 
-    result = run_trial(
+    record = run_trial(
         cfg, device=device, bundle=bundle, checkpoint=checkpoint, on_epoch=on_epoch,
         measurer=measurer,
     )  # fmt: skip
+    result = record.to_dict()
     result.pop("measure_rows")
-    for epoch in result["history"]:
-        epoch.get("measures", {}).pop("maps", None)
-    maps = result.pop("maps", None)
+    maps = latest_maps(measured)
     if maps is not None:
         import numpy as np
 
@@ -154,10 +157,11 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(_jsonable(result)))
     else:
+        s = record.summary
         print(
-            f"{result['status']}: {cfg.method} strength={cfg.strength} seed={cfg.seed} "
-            f"test_accuracy={result['test_accuracy']:.4f} train_loss={result['train_loss']:.4f}"
-            f" ({result['epochs']} epochs, {result['wall_time_s']:.1f} s, id {cfg.config_id})"
+            f"{record.status}: {cfg.method} strength={cfg.strength} seed={cfg.seed} "
+            f"test_accuracy={s['test_accuracy']:.4f} train_loss={s['train_loss']:.4f}"
+            f" ({record.epochs_trained} epochs, {record.wall_time_s:.1f} s, id {cfg.config_id})"
         )
     return 0
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.results.errors import InputError
 from sweep.presets import ROBUST_METHODS, get_preset
 from trainables.config import METHODS, TrialConfig
-from trainables.errors import InputError
 from trainables.recipes import derive_trial_dict
 
 SEARCHES = ("grid", "optuna")

@@ -14,7 +14,9 @@ import dataclasses
 import json
 import os
 
-from analysis.schema import SEARCH_BEST_FILE, STATUSES, STRENGTH_SYMBOL
+from analysis.results.columns import STATUSES
+from analysis.results.layout import SEARCH_BEST_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
 from sweep import experiment, storage
 from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig

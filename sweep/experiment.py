@@ -13,10 +13,10 @@ import json
 import os
 from collections.abc import Iterator
 
-from analysis.schema import MEASURES_FILE, SWEEP_FILE, TRIALS_FILE  # noqa: E402
+from analysis.results.errors import InputError
+from analysis.results.layout import MEASURES_FILE, SWEEP_FILE, TRIALS_FILE
 from sweep import storage
 from sweep.config import SweepConfig, first_difference
-from trainables.errors import InputError
 
 LOCK_FILE = ".pags.lock"
 MAX_FAILURES_KEY = "max_failures"  # in SWEEP_FILE beside the sweep config

@@ -31,7 +31,8 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
+from analysis.results.layout import RECORD_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
 from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome

@@ -29,15 +29,14 @@ import signal
 import threading
 from collections.abc import Callable
 
+from analysis.results.errors import InputError
+from analysis.results.layout import SETTINGS_FILE
 from sweep import storage
 from sweep.measure_exec import Plan, run_local, run_ray
 from sweep.measure_tables import read_records, write_tables
 from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
-from trainables.errors import InputError
 from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
-
-SETTINGS_FILE = "measure_config.json"
 
 
 def config_id(spec: ModelSpec, checkpoint_sha: str, base: TrialConfig) -> str:

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Callable
 
-from trainables.errors import InputError
+from analysis.results.errors import InputError
 
 REQUIRED = ("name", "path", "arch", "format")
 OPTIONAL = ("strength", "label", "seed", "epoch", "activation")

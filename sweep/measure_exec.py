@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from analysis.atomic import atomic_write
-from analysis.errors import one_line
-from analysis.schema import MAPS_DIR
+from analysis.results.atomic import atomic_write
+from analysis.results.errors import one_line
+from analysis.results.layout import MAPS_DIR
+from analysis.results.layout import record_file as record_path
 from sweep import storage
-from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
 from trainables.measure_checkpoint import ModelSpec
@@ -40,7 +40,8 @@ def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
         arrays = {k: np.asarray(v) for k, v in maps.items()}
         path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-    record = {**record, "config_id": p.config_id, "checkpoint_sha256": p.checkpoint_sha256}
+    record = {**record, "config_id": p.config_id}
+    record["checkpoint"] = {**record["checkpoint"], "checkpoint_sha256": p.checkpoint_sha256}
     storage.write_text_atomic(record_path(out_dir, p.config_id), json.dumps(record))
 
 

@@ -19,7 +19,7 @@ from collections import Counter
 from ray.tune import ProgressReporter
 from ray.tune.experiment import Trial
 
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.results.methods import STRENGTH_SYMBOL
 
 
 def clock(seconds: float) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from analysis import schema
+from analysis.results.record import TrialRecord
 from sweep.export import EXTRA, MEASURES_FILE, TRIALS_FILE
 from trainables.config import TrialConfig
 
@@ -32,14 +34,14 @@ def assert_tables_match_the_schema(exp: Path, measured: bool) -> None:
     names = set(measures.column("measure").to_pylist())
     assert names <= set(schema.MEASURES), f"undocumented measures: {names - set(schema.MEASURES)}"
     assert {"test_accuracy", "train_loss"} <= names
-    # The record between the trial and the export, as documented (schema.RECORD_KEYS).
+    # The record between the trial and the export, as typed (analysis/results/record.py).
     records = sorted(exp.glob(f"*/*/checkpoint_*/{schema.RECORD_FILE}"))
     assert records, f"no {schema.RECORD_FILE} under {exp}"
     for path in records:
         record = json.loads(path.read_text())
-        assert set(record) == set(schema.RECORD_KEYS), (
-            f"{path}: {set(record) ^ set(schema.RECORD_KEYS)}"
-        )
+        keys = {f.name for f in fields(TrialRecord)}
+        assert set(record) == keys, f"{path}: {set(record) ^ keys}"
+        assert TrialRecord.from_dict(record).to_dict() == record
         assert set(record["summary"]) <= documented, set(record["summary"]) - documented
     if measured:
         # On the synthetic set every documented measure is taken except those that need a

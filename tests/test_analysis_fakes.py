@@ -135,7 +135,7 @@ def write_results(directory: Path, trials: pd.DataFrame, measures: pd.DataFrame)
 def test_schema_to_arrow_round_trip():
     trials, _ = make_tables()
     table = schema.to_arrow(trials, "trials")
-    assert table.schema.metadata[schema.METADATA_KEY.encode()] == b"1"
+    assert table.schema.metadata[schema.METADATA_KEY.encode()] == schema.SCHEMA_VERSION.encode()
     back = schema.coerce(table.to_pandas(), "trials")
     assert back["seed"].dtype == np.int64 and back["strength"].dtype == np.float64
     assert "lr" in back.columns  # extra config columns survive

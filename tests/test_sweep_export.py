@@ -195,7 +195,7 @@ def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
     never = SimpleNamespace(config=None, error=None, metrics={}, checkpoint=None)
     assert outcome_of(never).status == "running"
     trials, _ = build_tables([stopped], "exp", VERSIONS)
-    assert trials.loc[0, "status"] == "stopped" and trials.loc[0, "epochs_completed"] == 2
+    assert trials.loc[0, "status"] == "stopped" and trials.loc[0, "epochs_trained"] == 2
     assert trials.loc[0, "error"] == "" and "early_stopped" not in trials.columns
 
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from analysis.errors import one_line
-from trainables.errors import InputError
+from analysis.results.errors import InputError, one_line
 from trainables.models import MODELS, build_model
 
 FORMATS = ("pags", "state_dict", "torchvision", "robustness")

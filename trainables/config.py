@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from analysis.schema import METHODS  # the results contract names the objectives
-from trainables.errors import InputError
+from analysis.results.errors import InputError
+from analysis.results.methods import METHODS
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
+from analysis.results.record import TrialRecord
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
@@ -149,8 +150,8 @@ def run_trial(
     checkpoint: dict | None = None,
     on_epoch: OnEpoch | None = None,
     measurer: Measurer | None = None,
-) -> dict:
-    """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's result.
+) -> TrialRecord:
+    """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's record.
 
     After each epoch `on_epoch(metrics, make_checkpoint)` is called; `make_checkpoint()` returns
     the full state as a dict (for torch.save). `measurer(model, epoch)` runs every
@@ -166,7 +167,7 @@ def run_trial(
         torch.set_flush_denormal(False)
 
 
-def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
+def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> TrialRecord:
     device = torch.device(device or "cpu")
     bundle = bundle or load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     data = train_subset(bundle, cfg)
@@ -194,27 +195,14 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
         state.history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
-    return summarize(cfg, state, "completed" if status == "running" else status)
+    status = "completed" if status == "running" else status
+    return summarize(cfg, state, status, n_train=len(data), n_test=len(bundle.test))
 
 
-def summarize(cfg: TrialConfig, state: TrialState, status: str) -> dict:
-    """The trial's result: final metrics, the last measurement, the per-epoch history."""
-    last = state.history[-1] if state.history else {}
-    measured = [h for h in state.history if "measure_rows" in h]
-    result = {
-        "status": status,
-        "config_id": cfg.config_id,
-        "config": cfg.to_dict(),
-        "epochs": state.epoch,
-        "train_loss": last.get("train_loss", float("nan")),
-        "test_accuracy": last.get("test_accuracy", float("nan")),
-        "wall_time_s": sum(h["epoch_time_s"] for h in state.history),
-    }
-    if measured:
-        result.update(measured[-1]["measures"])
-    result["history"] = [{k: v for k, v in h.items() if k != "measure_rows"} for h in state.history]
-    result["measure_rows"] = [row for h in measured for row in h["measure_rows"]]
-    return result
+def summarize(cfg: TrialConfig, state: TrialState, status: str, **info) -> TrialRecord:
+    """The trial's result (analysis/results/record.py): the last measurement's summary, the
+    per-epoch history and every measurement row."""
+    return TrialRecord.from_history(cfg.to_dict(), cfg.config_id, state.history, status, **info)
 
 
 def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
@@ -224,7 +212,7 @@ def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Atomic (analysis/atomic.py): a reader never sees half a checkpoint."""
+    """Atomic (analysis/results/atomic.py): a reader never sees half a checkpoint."""
     atomic_write(path, lambda f: torch.save(state, f))
 
 

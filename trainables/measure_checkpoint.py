@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from analysis.results.record import TrialRecord
 from trainables import checkpoints
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
@@ -80,25 +81,26 @@ def measure_checkpoint(
     finally:
         torch.set_flush_denormal(False)
     maps = summary.pop("maps", None)
-    record = {
-        "spec": spec.to_dict(),
-        "measure_config": {k: v for k, v in cfg.to_dict().items() if k in (*MEASURE_FIELDS,
-                                                                           "dataset", "seed")},
-        "status": "completed",
-        "arch": loaded.arch,
-        "seed": seed,
-        "epoch": epoch,
-        "input_normalization": loaded.normalization,
-        "input_size": "x".join(map(str, bundle.shape)),
-        "weights_sha256": checkpoints.weights_sha256(loaded.model),
-        "test_accuracy": test_accuracy,
-        "n_test": len(bundle.test),
-        "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))},
-        "measure_rows": rows,
-        "wall_time_s": time.perf_counter() - start,
-        "versions": {"torch": torch.__version__},
-    }  # fmt: skip
-    return record, maps
+    measured = {"epoch": epoch, "test_accuracy": test_accuracy, "measures": summary,
+                "measure_rows": rows, "epoch_time_s": time.perf_counter() - start}  # fmt: skip
+    record = TrialRecord.from_history(
+        {k: v for k, v in cfg.to_dict().items() if k in (*MEASURE_FIELDS, "dataset", "seed")},
+        "",  # the config_id: sweep/measure.py's plan names it (file hash and settings)
+        [measured],
+        "completed",
+        n_test=len(bundle.test),
+        versions={"torch": torch.__version__},
+        checkpoint={
+            "spec": spec.to_dict(),
+            "arch": loaded.arch,
+            "input_normalization": loaded.normalization,
+            "input_size": "x".join(map(str, bundle.shape)),
+            "weights_sha256": checkpoints.weights_sha256(loaded.model),
+        },
+    )
+    # The model was trained `epoch` epochs elsewhere: the record's epochs are the file's.
+    record.epochs_trained = epoch
+    return record.to_dict(), maps
 
 
 def _first(*values):

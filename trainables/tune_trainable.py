@@ -5,7 +5,7 @@ from `tune.get_checkpoint()` first, then run the plain loop, which ends every ep
 `tune.report(metrics, checkpoint=...)`. A checkpoint directory holds
 
     state.pt      everything `run_trial` needs to resume exactly (model, optimizer, RNGs, history)
-    record.json   the trial's row so far: config, status, summary, per-epoch history, measure rows
+    record.json   the trial's TrialRecord so far (analysis/results/record.py)
     maps.npz      the latest gradient/score maps (inputs, score, gradient), if measured
 
 so the driver builds the results tables from the final checkpoint alone, on any storage.
@@ -28,27 +28,23 @@ import ray
 import torch
 from ray import tune
 
-from analysis.schema import RECORD_FILE
+from analysis.results.columns import TRIALS_COLUMNS
+from analysis.results.layout import MAPS_FILE, RECORD_FILE, STATE_FILE
+from analysis.results.record import HISTORY_KEYS, TrialRecord
+from analysis.results.record import latest_maps as record_maps
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
 from trainables.recipes import derive_trial_dict, scaled_lr
 
-# record.json's format is part of the results contract (analysis/schema.py RECORD_KEYS).
-STATE_FILE, MAPS_FILE = "state.pt", "maps.npz"
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
-# keyed on one of them finds it in every result (Tune checks this strictly).
-SUMMARY_FLOATS = (
-    "on_manifold_sensitivity",
-    "off_manifold_sensitivity",
-    "reference_eps",
-    "relative_off_manifold_robustness",
-    "signal_sensitivity",
-    "distractor_sensitivity",
-    "relative_noise_robustness",
-    "alignment",
+# keyed on one of them finds it in every result (Tune checks this strictly): every measured
+# float column of the trials table (a new measure's column is included by itself).
+SUMMARY_FLOATS = tuple(
+    c.name
+    for c in TRIALS_COLUMNS
+    if c.dtype == "float64" and c.name not in ("strength", "wall_time_s", *HISTORY_KEYS)
 )
-HISTORY_KEYS = ("epoch", "train_loss", "test_accuracy", "epoch_time_s")
 
 
 def searched_strength(log10_strength: float) -> float:
@@ -141,29 +137,9 @@ def train(config: dict, artifacts: dict | None = None) -> None:
 
 
 def build_record(cfg: TrialConfig, history: list[dict], status: str, info: dict) -> dict:
-    """The trial's result so far, JSON-ready: what `sweep.export` turns into table rows."""
-    last = history[-1] if history else {}
-    measured = [h for h in history if "measures" in h]
-    summary = {
-        k: v
-        for k, v in (measured[-1]["measures"] if measured else {}).items()
-        if isinstance(v, (int, float, str))
-    }
-    summary.update(
-        train_loss=last.get("train_loss", math.nan),
-        test_accuracy=last.get("test_accuracy", math.nan),
-    )
-    return {
-        "config": cfg.to_dict(),
-        "config_id": cfg.config_id,
-        "status": status,
-        "epochs_completed": len(history),
-        "wall_time_s": sum(h["epoch_time_s"] for h in history),
-        "summary": summary,
-        "history": [{k: h.get(k, math.nan) for k in HISTORY_KEYS} for h in history],
-        "measure_rows": [row for h in history for row in h.get("measure_rows", [])],
-        **{k: info[k] for k in ("pid", "node", "node_id", "n_train", "n_test", "versions")},
-    }
+    """The trial's result so far, JSON-ready (analysis/results/record.py): what
+    `sweep.export` turns into table rows."""
+    return TrialRecord.from_history(cfg.to_dict(), cfg.config_id, history, status, **info).to_dict()
 
 
 def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
@@ -186,11 +162,8 @@ def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
 
 
 def latest_maps(history: list[dict]) -> dict[str, np.ndarray] | None:
-    for h in reversed(history):
-        maps = h.get("measures", {}).get("maps")
-        if maps:
-            return {k: np.asarray(v) for k, v in maps.items()}
-    return None
+    maps = record_maps(history)
+    return None if maps is None else {k: np.asarray(v) for k, v in maps.items()}
 
 
 def _device() -> torch.device:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
 
 FORMAT = "pags-autoencoder/2"  # 2: AffineResidual nets, validation split
 WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"

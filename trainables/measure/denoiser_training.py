@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
 from trainables.measure.denoiser import Denoiser
 
 DEFAULT_SIGMA_RANGE = (0.05, 1.0)
