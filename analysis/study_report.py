@@ -20,7 +20,7 @@ from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
 from analysis.quality import artifact_quality
-from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.methods import METHOD_COLORS, STRENGTH_SYMBOL
 
 PAIR_NAMES = {
     ("pred_logit", "score"): "predicted-class logit vs class-conditional score",
@@ -33,8 +33,6 @@ COMMANDS = (
     "pags sweep --preset study-curved",
     "python -m analysis.study_report results/study-digits results/study-curved",
 )
-METHOD_COLORS = {"gradnorm": "tab:blue", "smoothness": "tab:orange", "randsmooth": "tab:green",
-                 "pgd_l2": "tab:purple"}  # fmt: skip
 
 
 def interval(est, lo, hi) -> str:

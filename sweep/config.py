@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.results.errors import InputError
-from sweep.presets import ROBUST_METHODS, get_preset
+from analysis.results.methods import ROBUST_METHODS
+from sweep.presets import get_preset
 from trainables.config import METHODS, TrialConfig
 from trainables.recipes import derive_trial_dict
 

@@ -6,9 +6,9 @@ import threading
 
 import pandas as pd
 import pytest
-from analysis.results.atomic import atomic_write
 
 from analysis import schema
+from analysis.results.atomic import atomic_write
 
 try:
     from test_analysis_fakes import make_tables

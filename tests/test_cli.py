@@ -1,14 +1,14 @@
 """The command line: JSON output and one-line errors with exit code 2."""
 
 import json
-from dataclasses import fields
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
-from sweep.cli import main
 from analysis.results.record import TrialRecord
+from sweep.cli import main
 from trainables.config import TrialConfig
 
 PAGS = [sys.executable, "-m", "sweep.cli"]

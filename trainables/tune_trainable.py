@@ -30,12 +30,13 @@ from ray import tune
 
 from analysis.results.columns import TRIALS_COLUMNS
 from analysis.results.layout import MAPS_FILE, RECORD_FILE, STATE_FILE
+from analysis.results.methods import scaled_lr
 from analysis.results.record import HISTORY_KEYS, TrialRecord
 from analysis.results.record import latest_maps as record_maps
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
-from trainables.recipes import derive_trial_dict, scaled_lr
+from trainables.recipes import derive_trial_dict
 
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
 # keyed on one of them finds it in every result (Tune checks this strictly): every measured
