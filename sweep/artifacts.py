@@ -17,7 +17,7 @@ import ray
 from analysis.results.errors import InputError, one_line
 from trainables.config import TrialConfig
 from trainables.data import DataUnavailableError
-from trainables.tune_trainable import artifacts_key
+from trainables.measure.artifacts import artifacts_key
 
 
 def _prepare(cfg_dict: dict, cache_dir: str):

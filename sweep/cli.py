@@ -16,32 +16,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from analysis.results.errors import InputError, one_line
 from analysis.results.record import latest_maps
+from sweep.cli_common import OneLineParser, UsageError, set_pairs
 
-
-class UsageError(InputError):
-    """A user error found by the command line itself: printed as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage plus the error; we print the one line that says what is wrong."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set key=value` overrides for any TrialConfig field."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {pair!r} is invalid; allowed: key=value")
-        out[key] = value
-    return out
+__all__ = ["OneLineParser", "UsageError", "main"]
 
 
 def add_train_parser(sub) -> None:
@@ -85,7 +66,7 @@ def trial_config_from_args(args) -> Any:
         sets["model"] = args.model
     if args.no_measure:
         sets["measure"] = False
-    sets.update(_set_pairs(args.set))
+    sets.update(set_pairs(args.set))
     where = {"data_root": args.data_root} if args.data_root else {}
     if args.preset:
         d = preset_trial_dict(
@@ -256,7 +237,7 @@ def cmd_sweep(args) -> int:
         strengths=args.strengths,
         seeds=args.seeds,
         epochs=args.epochs,
-        sets=_set_pairs(args.set),
+        sets=set_pairs(args.set),
         search=args.search,
         objective=args.objective,
         search_trials=args.trials,

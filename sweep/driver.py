@@ -17,6 +17,7 @@ import os
 from analysis.results.columns import STATUSES
 from analysis.results.layout import SEARCH_BEST_FILE
 from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.record import package_versions
 from sweep import experiment, storage
 from sweep.config import SweepConfig, Where
 from trainables.config import TrialConfig
@@ -107,7 +108,7 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
     log(f"[pags] {'resuming' if resume else 'starting'} sweep {sweep.preset} in {where.exp_dir}")
     result = run_sweep(sweep, where, refs, log)
     name = os.path.basename(where.exp_dir.rstrip("/"))
-    trials_df, _ = write_results(result.outcomes, where.exp_dir, name, driver_versions())
+    trials_df, _ = write_results(result.outcomes, where.exp_dir, name, package_versions())
     if result.best:
         storage.write_text_atomic(
             storage.join(where.exp_dir, SEARCH_BEST_FILE), json.dumps(result.best, indent=1)
@@ -135,15 +136,3 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
     else:
         log(f"next: pags analyze {where.exp_dir}")
     return 1 if len(failed) else 0
-
-
-def driver_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("pags", "torch", "ray"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = ""
-    return out

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from analysis.results.errors import InputError
 from analysis.results.layout import SETTINGS_FILE
+from analysis.results.record import package_versions
 from sweep import storage
 from sweep.measure_exec import Plan, run_local, run_ray
 from sweep.measure_tables import read_records, write_tables
@@ -113,10 +114,8 @@ def run_measure(
         except KeyboardInterrupt:  # before any measurement ran (preparing artifacts, Ray)
             failed, bad_now, interrupted = 0, 0, True
         bad += bad_now
-        from sweep.driver import driver_versions
-
         name = os.path.basename(out_dir.rstrip("/"))
-        trials, _ = write_tables(out_dir, name, driver_versions())
+        trials, _ = write_tables(out_dir, name, package_versions())
         log(f"[pags] {len(trials)} models in the tables")
     log(f"results: {out_dir}")
     if interrupted:

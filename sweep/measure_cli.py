@@ -53,12 +53,12 @@ def add_measure_parser(sub) -> None:
 
 
 def cmd_measure(args) -> int:
-    from sweep.cli import UsageError, _set_pairs
+    from sweep.cli_common import UsageError, set_pairs
     from sweep.measure import run_measure
     from trainables.config import TrialConfig
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
 
-    sets = _set_pairs(args.set)
+    sets = set_pairs(args.set)
     for key in sets:
         if key not in MEASURE_FIELDS:
             raise UsageError(f"--set {key!r} is not a measurement setting; allowed: "
@@ -95,7 +95,7 @@ def cmd_measure(args) -> int:
 
 
 def _check_args(args) -> None:
-    from sweep.cli import UsageError
+    from sweep.cli_common import UsageError
 
     problem = spec_problem(args.format, args.arch, args.strength, args.activation)
     for flag in ("seed", "epoch"):

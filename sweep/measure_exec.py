@@ -135,7 +135,7 @@ def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpu
 
     from sweep import cluster
     from sweep.artifacts import prepare_shared
-    from trainables.tune_trainable import artifacts_key
+    from trainables.measure.artifacts import artifacts_key
 
     if not todo:
         return 0, 0, False
@@ -192,7 +192,7 @@ class _Progress:
                 self._best = ("alignment", value, spec.label, spec.strength)
 
     def show(self, force: bool = False) -> None:
-        from sweep.progress import progress_line
+        from sweep.progress_text import progress_line
 
         now = time.monotonic()
         if not force and now - self.last < self.every_s:

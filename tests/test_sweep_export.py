@@ -155,17 +155,6 @@ def test_progress_reporter_counts_and_best():
     assert "best alignment 0.800 (randsmooth sigma=0.2)" in line
 
 
-def test_only_one_trial_side_module_imports_ray_tune():
-    root = Path(__file__).resolve().parents[1] / "trainables"
-    out = subprocess.run(
-        ["grep", "-rlE", r"ray\.tune|from ray import tune", str(root), "--include=*.py"],
-        capture_output=True,
-        text=True,
-    )
-    files = sorted(Path(p).name for p in out.stdout.split())
-    assert files == ["tune_trainable.py"], files
-
-
 def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
     """A Tune Result (faked: config, error, metrics, checkpoint) -> TrialOutcome."""
     import json

@@ -31,7 +31,7 @@ from ray import tune
 from analysis.results.columns import TRIALS_COLUMNS
 from analysis.results.layout import MAPS_FILE, RECORD_FILE, STATE_FILE
 from analysis.results.methods import scaled_lr
-from analysis.results.record import HISTORY_KEYS, TrialRecord
+from analysis.results.record import HISTORY_KEYS, TrialRecord, package_versions
 from analysis.results.record import latest_maps as record_maps
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
@@ -75,13 +75,6 @@ def trial_config(config: dict) -> TrialConfig:
     return TrialConfig.from_dict(d)
 
 
-def artifacts_key(cfg: TrialConfig) -> str:
-    """Which shared artifact set a trial uses (the driver prepares one per key)."""
-    from trainables.measure.artifacts import ArtifactConfig
-
-    return ArtifactConfig.for_trial(cfg).artifact_id
-
-
 def train(config: dict, artifacts: dict | None = None) -> None:
     """One Tune trial. `artifacts`: {artifacts_key: Artifacts or ObjectRef} from the driver
     (through `tune.with_parameters`), needed when the trial measures."""
@@ -105,7 +98,7 @@ def train(config: dict, artifacts: dict | None = None) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "n_train": len(train_subset(bundle, cfg)),
         "n_test": len(bundle.test),
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     reported = False
 
@@ -182,6 +175,7 @@ def _dataset(name: str, seed: int, data_root: str):
 
 
 def _measurer(cfg: TrialConfig, bundle, device: torch.device, artifacts: dict | None):
+    from trainables.measure.artifacts import artifacts_key
     from trainables.measure.evaluate import build_measurer
 
     key = artifacts_key(cfg)
@@ -194,17 +188,6 @@ def _measurer(cfg: TrialConfig, bundle, device: torch.device, artifacts: dict | 
     if isinstance(art, ray.ObjectRef):
         art = ray.get(art)
     return build_measurer(cfg, bundle, device, art)
-
-
-@functools.lru_cache(maxsize=1)
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        pags = version("pags")
-    except PackageNotFoundError:
-        pags = "unknown"
-    return {"pags": pags, "torch": torch.__version__, "ray": ray.__version__}
 
 
 def _write_json(obj: dict, path: str) -> None:

@@ -44,7 +44,7 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
     Column("experiment", "str", "-", "experiment (sweep) name"),
     Column("dataset", "str", "-", "dataset name"),
     Column("model", "str", "-", "classifier architecture name"),
-    Column("method", "str", "-", f"robust-training objective, one of {', '.join(METHODS)} (methods.py)"),
+    Column("method", "str", "-", f"robust-training objective, one of {', '.join(METHODS)}"),
     Column(
         "strength",
         "float64",

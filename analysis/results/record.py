@@ -14,6 +14,7 @@ The three numbers of epochs have three names: `config["epochs"]` is configured,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -134,3 +135,18 @@ def latest_maps(history: list[dict]) -> dict | None:
         if maps:
             return maps
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """{pags, torch, ray}: the installed versions ("" where one is not installed), read from
+    the package metadata (no import of torch or ray), for a record and the tables."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("pags", "torch", "ray"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = ""
+    return out

@@ -119,7 +119,9 @@ def read_table(path: str, table: str) -> pd.DataFrame:
         raise TableError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
     version = meta.get(METADATA_KEY.encode())
     if version is None:
-        raise TableError(f"{path}: no {METADATA_KEY} in the Parquet metadata; not a pags results table")
+        raise TableError(
+            f"{path}: no {METADATA_KEY} in the Parquet metadata; not a pags results table"
+        )
     version = version.decode()
     if version != SCHEMA_VERSION and version not in MIGRATIONS:
         raise TableError(

@@ -110,6 +110,11 @@ class Artifacts:
     quality: dict = dataclasses.field(default_factory=dict)
 
 
+def artifacts_key(cfg: TrialConfig) -> str:
+    """Which shared artifact set a trial uses (the driver prepares one per key)."""
+    return ArtifactConfig.for_trial(cfg).artifact_id
+
+
 def artifact_dir(cfg: ArtifactConfig, cache_dir: str) -> str:
     return os.path.join(os.path.abspath(cache_dir), f"{cfg.dataset}-{cfg.artifact_id}")
 
