@@ -4,12 +4,9 @@ neither torch nor ray is an import-linter contract: tests/test_layering.py.)"""
 from __future__ import annotations
 
 import os
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path
-
-import analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 

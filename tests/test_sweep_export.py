@@ -4,8 +4,6 @@ No Ray runtime here: the records are what `trainables.tune_trainable` writes int
 """
 
 import math
-import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
