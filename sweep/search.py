@@ -160,7 +160,7 @@ class StrengthSearcher(Searcher):
         frozen = self.study.trials[number]
         if frozen.state.is_finished():
             return
-        trial = optuna.trial.Trial(self.study, frozen._trial_id)  # no public lookup by number
+        trial = optuna.trial.Trial(self.study, self._trial_id(number))
         trial.set_user_attr("seeds", sorted(ended))
         trial.set_user_attr("values", [ended[s][0] for s in sorted(ended)])
         trial.set_user_attr("test_accuracies", [ended[s][1] for s in sorted(ended)])
@@ -170,6 +170,13 @@ class StrengthSearcher(Searcher):
             self.study.tell(number, sum(values) / len(values), skip_if_finished=True)
         else:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of Optuna trial `number`, through the storage's public API (a
+        trial asked by an earlier driver has no Trial object in this one)."""
+        storage = optuna.storages.RDBStorage(self.url)
+        study_id = storage.get_study_id_from_name(study_name(self.method))
+        return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
     # ---- state saved with Tune's experiment (the study is on disk) ------------------------
     def get_state(self) -> dict[str, Any]:

@@ -46,8 +46,8 @@ def default_cache_dir() -> str:
 
 
 # Caps on training epochs: both nets train until their validation loss stops improving
-# (autoencoder.py, score.py); these only bound the cost, and the artifact metadata records
-# whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
+# (autoencoder.py, denoiser_training.py); these only bound the cost, and the artifact metadata
+# records whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
 # autoencoder converges after about 550 epochs (~100 s), the linear one after about 40. The
 # digits conv autoencoder was still improving at 300 epochs (validation error 0.61, 167 s per
 # seed): its cap of 60 keeps `make demo` within 5 minutes and costs reconstruction quality.
