@@ -246,3 +246,68 @@ def subspace_energy(
 def bayes_cosine(g: torch.Tensor, bayes_grad: torch.Tensor) -> torch.Tensor:
     """Cosine `(B,)` between gradient maps and the Bayes-optimal classifier's gradient."""
     return cosine(g, bayes_grad.to(g.device, g.dtype))
+
+
+# ---- The measurement suite's alignment and gradient-energy families (evaluate.py) ------------
+def measure_alignment(ctx, probe) -> dict:
+    """Perceptual alignment (and cosine) of every recorded gradient/reference pair; the summary
+    at the dataset's headline pair.
+
+    Pairs recorded for every dataset, whichever is the headline: the sum-of-logits gradient vs
+    the unconditional score, the predicted class's logit vs the class-conditional score at the
+    predicted class ("score") and at the true label ("score_label"), the gradient of
+    log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs every score a
+    gradient meets, so a reader can tell a meaningful value from a trivial one."""
+    maps, head = probe.maps, ctx.head
+    pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
+    for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
+        pairs += [("null_noise", ref), ("null_input", ref)]
+    if "score_label" in maps:
+        pairs.append(("pred_logit", "score_label"))
+    if "exact_score" in maps:  # synthetic set: the exact class-conditional score
+        pairs.append(("pred_logit", "exact_score"))
+    headline_pair = (head.gradient, head.reference)
+    if headline_pair not in pairs:
+        raise ValueError(f"{ctx.cfg.dataset}: headline pair {headline_pair} is not measured")
+    with torch.no_grad():
+        aligned = alignments(maps, pairs, ctx.metric)
+        for g_name, ref in pairs:
+            probe.row("alignment", aligned[(g_name, ref)].cpu(), gradient=g_name,
+                      reference=ref, metric=ctx.metric_name)  # fmt: skip
+            probe.row("alignment", cosine(maps[g_name], maps[ref]).cpu(), gradient=g_name,
+                      reference=ref, metric="cosine")  # fmt: skip
+        headline = float(aligned[headline_pair].mean())
+    return {
+        "alignment": headline,
+        "alignment_metric": ctx.metric_name,
+        "alignment_gradient": head.gradient,
+        "alignment_reference": head.reference,
+        "alignment_score": ctx.score.name,
+    }
+
+
+def measure_gradient_share(ctx, probe) -> dict:
+    """Share of the headline gradient's energy inside the signal (digit) mask."""
+    if ctx.mask is None:
+        return {}
+    g2 = probe.grads[ctx.head.gradient].pow(2)
+    share = (g2 * ctx.mask).flatten(1).sum(1) / g2.flatten(1).sum(1).clamp_min(1e-30)
+    probe.row("gradient_signal_share", share.cpu(), gradient=ctx.head.gradient)
+    return {"gradient_signal_share": float(share.mean())}
+
+
+def measure_oracle_gradient(ctx, probe) -> dict:
+    """Synthetic sets: the headline gradient's energy on the signal, distractor and off-manifold
+    spans, and the cosine with the Bayes classifier's gradient of its predicted class's logit
+    (compare like with like: our pred_logit gradient)."""
+    if ctx.oracle is None:
+        return {}
+    xc, g = ctx.x.cpu(), probe.grads[ctx.head.gradient].cpu()
+    oracle = ctx.oracle
+    energy = subspace_energy(g, oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc))
+    for part, v in energy.items():
+        probe.row(f"energy_{part}", v, gradient=ctx.head.gradient)
+    bayes = oracle.bayes_logit_grad(xc, probe.pred.cpu())
+    b_cos = bayes_cosine(probe.grads["pred_logit"].cpu().double(), bayes)
+    probe.row("bayes_cosine", b_cos, gradient="pred_logit")
+    return {}
