@@ -14,8 +14,8 @@ The three numbers of epochs have three names: `config["epochs"]` is configured,
 
 from __future__ import annotations
 
-import functools
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -137,16 +137,17 @@ def latest_maps(history: list[dict]) -> dict | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
-    """{pags, torch, ray}: the installed versions ("" where one is not installed), read from
-    the package metadata (no import of torch or ray), for a record and the tables."""
+    """{pags, torch, ray}: the versions in use ("" where one is not installed), for a record
+    and the tables. An imported package's own `__version__` (torch's carries its build, e.g.
+    +cu130), else the installed metadata: this layer imports neither torch nor ray."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
     for name in ("pags", "torch", "ray"):
+        loaded = getattr(sys.modules.get(name), "__version__", None)
         try:
-            out[name] = version(name)
+            out[name] = loaded or version(name)
         except PackageNotFoundError:
             out[name] = ""
     return out

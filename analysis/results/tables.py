@@ -77,6 +77,8 @@ def coerce(df: pd.DataFrame, table: str) -> pd.DataFrame:
     for col in cols:
         if col.name not in out.columns:  # optional, absent from an older table
             out[col.name] = ABSENT[col.dtype]
+        elif col.optional:  # absent from some of the rows (tables of two versions joined)
+            out[col.name] = out[col.name].where(out[col.name].notna(), ABSENT[col.dtype])
         out[col.name] = _convert(out[col.name], col, table)
     if table == "trials":
         bad = sorted(set(out["status"]) - set(STATUSES))
