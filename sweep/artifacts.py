@@ -24,12 +24,11 @@ def _prepare(cfg_dict: dict, cache_dir: str):
     """Ray task with two results: the artifact set of `cfg` (loaded from the cache or built),
     or None when the trial does not measure (then only the data is loaded, as a check); and
     what preparing it said (a corrupt cache set rebuilt, ...), for the driver to print."""
-    import torch
 
     from trainables.data import load_dataset
+    from trainables.runtime import use_cpus
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     cfg = TrialConfig.from_dict(cfg_dict)
     if not cfg.measure:
         load_dataset(cfg.dataset, cfg.seed, cfg.data_root)

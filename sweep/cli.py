@@ -91,8 +91,6 @@ def trial_config_from_args(args) -> Any:
 def cmd_train(args) -> int:
     import os
 
-    import torch
-
     from trainables.data import load_dataset
     from trainables.loop import load_checkpoint, run_trial, save_checkpoint
 
@@ -101,7 +99,9 @@ def cmd_train(args) -> int:
         print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict()}))
         return 0
     bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from trainables.runtime import choose_device
+
+    device = choose_device(args.device)
     measurer = None
     if cfg.measure:
         from trainables.measure.evaluate import build_measurer

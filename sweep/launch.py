@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
 from sweep.export import TrialOutcome
 from sweep.progress import ProgressLine
+from sweep.signals import on_sigterm
 from trainables.config import TrialConfig
 from trainables.tune_trainable import MAPS_FILE, train, trial_config
 
@@ -183,27 +183,15 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
     return [outcome(r) for r in grid]
 
 
-@contextlib.contextmanager
 def _sigterm_stops_like_ctrl_c():
-    """SIGTERM (a batch scheduler's preemption, `timeout`, `kill`) ends the sweep as Ctrl-C
-    does: Tune stops gracefully on SIGUSR1, the finished trials' tables get written and a
-    rerun resumes. Without this the driver died at once, writing nothing. Only the main
-    thread may set signal handlers (the `pags` CLI runs there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
+    """SIGTERM ends the sweep as Ctrl-C does (sweep/signals.py): Tune stops gracefully on
+    SIGUSR1, the finished trials' tables get written and a rerun resumes."""
 
-    def stop(*_):
+    def stop(previous) -> None:
         signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends the driver at once
         os.kill(os.getpid(), signal.SIGUSR1)
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return on_sigterm(stop)
 
 
 class _DropTuneHints(logging.Filter):

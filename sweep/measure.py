@@ -21,12 +21,9 @@ otherwise; 130 when interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import threading
 from collections.abc import Callable
 
 from analysis.results.errors import InputError
@@ -35,6 +32,7 @@ from analysis.results.record import package_versions
 from sweep import storage
 from sweep.measure_exec import Plan, run_local, run_ray
 from sweep.measure_tables import read_records, write_tables
+from sweep.signals import on_sigterm, raise_keyboard_interrupt
 from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
 from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
@@ -107,7 +105,7 @@ def run_measure(
             log(f"[pags] {len(plans) - len(todo)} already measured in {out_dir}: kept, not rerun")
         run = run_local if local else run_ray
         try:
-            with _sigterm_interrupts():
+            with on_sigterm(raise_keyboard_interrupt):
                 failed, bad_now, interrupted = run(todo, base, out_dir, log, device=device,
                                                    address=address, num_cpus=num_cpus,
                                                    cpus=cpus, gpus=gpus)  # fmt: skip
@@ -149,19 +147,3 @@ def _claim(out_dir: str, base: TrialConfig) -> None:
     storage.write_text_atomic(path, json.dumps(settings, indent=1))
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (a batch scheduler's preemption, `kill`) stops like Ctrl-C: the finished
-    measurements' tables are written and a rerun measures the rest. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -79,13 +79,14 @@ def _dataset(name: str, seed: int, data_root: str):
 
 
 def run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool]:
-    import torch
 
     from trainables.measure.artifacts import prepare_artifacts
 
     if not todo:
         return 0, 0, False
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from trainables.runtime import choose_device
+
+    dev = choose_device(device)
     art = prepare_artifacts(
         base, base.artifacts_dir, _dataset(base.dataset, 0, base.data_root), log
     )
@@ -121,13 +122,12 @@ def _finish(kind, a, b, p: Plan, out_dir: str, log, progress) -> int:
 
 def _task(p: Plan, base_dict: dict, artifacts) -> tuple[str, object, object]:
     import ray
-    import torch
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    # Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs, so the first visible one is ours.
-    cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
-    return measure_one(p, base_dict, artifacts, torch.device("cuda" if cuda else "cpu"))
+    from trainables.runtime import choose_device, use_cpus
+
+    use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    device = choose_device(gpus_assigned=bool(ray.get_gpu_ids()))
+    return measure_one(p, base_dict, artifacts, device)
 
 
 def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpus=None, **_):

@@ -24,6 +24,7 @@ from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
 from trainables.objectives import OBJECTIVES
+from trainables.runtime import denormals_flushed
 
 # Measurer: (model, epoch) -> (summary metrics, long-format rows). Built by trainables.measure.
 Measurer = Callable[[nn.Module, int], tuple[dict, list[dict]]]
@@ -158,13 +159,8 @@ def run_trial(
     `cfg.measure_every` epochs and after the last one. A non-finite loss ends the trial with
     status "diverged" (its row stays; no exception).
     """
-    # Denormals made one prototype trial 4x slower. The flag is process-wide CPU state, so it is
-    # switched off again on the way out (other code in the process may need subnormals).
-    torch.set_flush_denormal(True)
-    try:
+    with denormals_flushed():
         return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer)
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> TrialRecord:

@@ -22,6 +22,7 @@ from trainables.data import DataBundle
 from trainables.loop import accuracy
 from trainables.measure.artifacts import Artifacts
 from trainables.measure.evaluate import build_measurer
+from trainables.runtime import denormals_flushed
 
 # The TrialConfig fields that change a measurement (besides dataset and seed); the only ones
 # `pags measure --set` accepts.
@@ -73,13 +74,9 @@ def measure_checkpoint(
     cfg = base.replace(seed=seed)
     bundle = bundle_for(seed)
     model = loaded.model.to(device)
-    # As run_trial does around its measurements (denormals), so that the numbers match.
-    torch.set_flush_denormal(True)
-    try:
+    with denormals_flushed():  # as run_trial measures, so that the numbers match
         test_accuracy = accuracy(model, bundle.test, device)
         summary, rows = build_measurer(cfg, bundle, device, artifacts)(model, epoch)
-    finally:
-        torch.set_flush_denormal(False)
     maps = summary.pop("maps", None)
     measured = {"epoch": epoch, "test_accuracy": test_accuracy, "measures": summary,
                 "measure_rows": rows, "epoch_time_s": time.perf_counter() - start}  # fmt: skip

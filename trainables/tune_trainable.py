@@ -37,6 +37,7 @@ from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
 from trainables.recipes import derive_trial_dict
+from trainables.runtime import choose_device, use_cpus
 
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
 # keyed on one of them finds it in every result (Tune checks this strictly): every measured
@@ -80,8 +81,8 @@ def train(config: dict, artifacts: dict | None = None) -> None:
     (through `tune.with_parameters`), needed when the trial measures."""
     cfg = trial_config(config)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))  # the trial's share, not the whole node
-    device = _device()
+    use_cpus(cpus)
+    device = choose_device(gpus_assigned=bool(ray.get_gpu_ids()))
     bundle = _dataset(cfg.dataset, cfg.seed, cfg.data_root)
     measurer = _measurer(cfg, bundle, device, artifacts) if cfg.measure else None
 
@@ -158,14 +159,6 @@ def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
 def latest_maps(history: list[dict]) -> dict[str, np.ndarray] | None:
     maps = record_maps(history)
     return None if maps is None else {k: np.asarray(v) for k, v in maps.items()}
-
-
-def _device() -> torch.device:
-    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs (fractions share one), so the first
-    # visible device is the assigned one.
-    if ray.get_gpu_ids() and torch.cuda.is_available():
-        return torch.device("cuda", 0)
-    return torch.device("cpu")
 
 
 @functools.lru_cache(maxsize=2)

@@ -13,6 +13,7 @@ from torch import nn
 
 from analysis.results.atomic import atomic_write
 from trainables.measure.denoiser import Denoiser
+from trainables.runtime import choose_device
 
 DEFAULT_SIGMA_RANGE = (0.05, 1.0)
 # Flattened sizes up to this use the MLP (prototype: it beat a small conv net on small images).
@@ -66,7 +67,7 @@ def train_denoiser(
         raise ValueError("train_denoiser needs out_path (where to save the checkpoint)")
     if y_train is not None and num_classes <= 0:
         raise ValueError("y_train given: pass num_classes > 0 as well")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = choose_device(str(device or ""))
     shape = tuple(x_train.shape[1:])
     if arch == "auto":
         arch = "mlp" if math.prod(shape) <= MLP_MAX_DIM else "unet"
