@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow.fs as pafs
 
-from analysis.results import rows, tables
+from analysis.results import layout, rows, tables
 from analysis.results.columns import MEASURES_COLUMNS
-from analysis.results.layout import MAPS_DIR, MEASURES_FILE, TRIALS_FILE
 from analysis.results.record import TrialRecord
 from analysis.results.tables import write_table
 from sweep import storage
@@ -97,10 +96,10 @@ def write_results(
     trials, measures = build_tables(outcomes, experiment, versions)
     fs, inner = storage.filesystem(exp_dir)
     fs.create_dir(inner, recursive=True)
-    write_table(trials, storage.join(exp_dir, TRIALS_FILE), "trials")
-    write_table(measures, storage.join(exp_dir, MEASURES_FILE), "measures")
+    write_table(trials, layout.trials_file(exp_dir), "trials")
+    write_table(measures, layout.measures_file(exp_dir), "measures")
     for cid, o in final_outcomes(outcomes).items():
         if o.maps is not None:
             fs, path = o.maps
-            storage.copy_file(fs, path, storage.join(exp_dir, MAPS_DIR, f"{cid}.npz"))
+            storage.copy_file(fs, path, layout.maps_file(exp_dir, cid))
     return trials, measures

@@ -26,8 +26,8 @@ import json
 import os
 from collections.abc import Callable
 
+from analysis.results import layout
 from analysis.results.errors import InputError
-from analysis.results.layout import SETTINGS_FILE
 from analysis.results.record import package_versions
 from sweep import storage
 from sweep.measure_exec import Plan, run_local, run_ray
@@ -132,7 +132,7 @@ def run_measure(
 def _claim(out_dir: str, base: TrialConfig) -> None:
     """One dataset and one set of measurement settings per directory, as one sweep per
     directory: the tables of a directory must be comparable. ValueError names the field."""
-    path = os.path.join(out_dir, SETTINGS_FILE)
+    path = layout.settings_file(out_dir)
     settings = {k: base.to_dict()[k] for k in ("dataset", *MEASURE_FIELDS)}
     settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
     old = storage.read_text(path)

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
+from analysis.results import layout
 from analysis.results.atomic import atomic_write
 from analysis.results.errors import one_line
-from analysis.results.layout import MAPS_DIR
 from analysis.results.layout import record_file as record_path
 from sweep import storage
 from trainables.checkpoints import CheckpointError, file_sha256
@@ -36,9 +36,9 @@ class Plan:
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
     """Maps first, record last: a record on disk means the measurement is complete."""
     if maps is not None:
-        os.makedirs(os.path.join(out_dir, MAPS_DIR), exist_ok=True)
+        os.makedirs(layout.maps_dir(out_dir), exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in maps.items()}
-        path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
+        path = layout.maps_file(out_dir, p.config_id)
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     record = {**record, "config_id": p.config_id}
     record["checkpoint"] = {**record["checkpoint"], "checkpoint_sha256": p.checkpoint_sha256}

@@ -16,17 +16,15 @@ import os
 
 import pandas as pd
 
-from analysis.results import rows, tables
+from analysis.results import layout, rows, tables
 from analysis.results.columns import MEASURES_COLUMNS
-from analysis.results.layout import MEASURES_FILE, RECORDS_DIR, TRIALS_FILE
 from analysis.results.record import TrialRecord
 from analysis.results.tables import write_table
-from sweep import storage
 
 
 def read_records(out_dir: str) -> dict[str, dict]:
     """{config_id: record} of every finished measurement in `out_dir`."""
-    folder = os.path.join(out_dir, RECORDS_DIR)
+    folder = layout.records_dir(out_dir)
     if not os.path.isdir(folder):
         return {}
     out = {}
@@ -51,6 +49,6 @@ def write_tables(
     t = tables.coerce(pd.DataFrame(trials), "trials") if trials else tables.empty("trials")
     m = pd.DataFrame(measured, columns=columns) if measured else tables.empty("measures")
     m = tables.coerce(m, "measures")
-    write_table(t, storage.join(out_dir, TRIALS_FILE), "trials")
-    write_table(m, storage.join(out_dir, MEASURES_FILE), "measures")
+    write_table(t, layout.trials_file(out_dir), "trials")
+    write_table(m, layout.measures_file(out_dir), "measures")
     return t, m

@@ -32,11 +32,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from analysis.results import layout
+from analysis.results.layout import STUDY_FILE
 from sweep import storage
 from sweep.config import OBJECTIVES
 from trainables.tune_trainable import searched_strength
 
-STUDY_FILE = "optuna-study.db"
 PARAM = "log10_strength"  # the searched parameter (Tune config key and Optuna param name)
 CONSTRAINT = "accuracy"  # threshold - mean test accuracy; feasible <= 0
 FINAL = ("completed", "diverged")  # a seed's last status that ends it (trainables/loop.py)
@@ -250,9 +251,9 @@ class StudyFile:
     each method's search (and so after an interruption too)."""
 
     def __init__(self, exp_dir: str, cache_dir: str, sweep_id: str):
-        self.remote = storage.join(exp_dir, STUDY_FILE) if storage.is_uri(exp_dir) else None
+        self.remote = layout.study_file(exp_dir) if storage.is_uri(exp_dir) else None
         if self.remote is None:
-            self.local = os.path.join(exp_dir, STUDY_FILE)
+            self.local = layout.study_file(exp_dir)
             return
         self.local = os.path.join(cache_dir, "studies", sweep_id, STUDY_FILE)
         os.makedirs(os.path.dirname(self.local), exist_ok=True)

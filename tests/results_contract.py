@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from analysis import schema
+from analysis.results.layout import MEASURES_FILE, TRIALS_FILE
 from analysis.results.record import TrialRecord
-from sweep.export import EXTRA, MEASURES_FILE, TRIALS_FILE
+from sweep.export import EXTRA
 from trainables.config import TrialConfig
 
 

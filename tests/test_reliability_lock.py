@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from analysis.results.layout import LOCK_FILE
 from sweep import cluster
 from sweep.cli import main
-from sweep.experiment import LOCK_FILE, locked
+from sweep.experiment import locked
 
 HOLD = """
 import sys, time
