@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from analysis import fit_regimes, label_trials, schema  # noqa: E402
+from analysis import fit_regimes, label_trials  # noqa: E402
 from analysis.gallery import gallery_figure, load_maps, show_image, show_map  # noqa: E402
 from analysis.groups import split_groups  # noqa: E402
 from analysis.plots import plot_quantity, regime_figure, shade_regimes  # noqa: E402
+from analysis.results import tables  # noqa: E402
 
 try:
     from test_analysis_fakes import make_tables
@@ -24,7 +25,7 @@ except ImportError:
 @pytest.fixture(scope="module")
 def fitted():
     trials, _ = make_tables(seeds=(0, 1))
-    trials = schema.coerce(trials, "trials")
+    trials = tables.coerce(trials, "trials")
     bounds = fit_regimes(trials, rng=np.random.default_rng(0), n_boot=20)
     return trials, bounds
 

@@ -12,7 +12,7 @@ import pytest
 
 from analysis import ResultsError
 from analysis.report import TABLE_FILES, write_report
-from analysis.schema import REPORT_TABLES
+from analysis.report_tables import REPORT_TABLES
 
 try:
     from test_analysis_fakes import make_tables, write_results
@@ -54,7 +54,7 @@ def test_writes_markdown_html_tables_and_figures(report):
 
 
 def test_written_tables_have_exactly_the_contract_columns(report):
-    """Every report table as analysis.schema.REPORT_TABLES declares it, in order."""
+    """Every report table as analysis.report_tables.REPORT_TABLES declares it, in order."""
     _, paths = report
     for name in TABLE_FILES:
         assert list(pd.read_parquet(paths[name]).columns) == list(REPORT_TABLES[name]), name

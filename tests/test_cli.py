@@ -47,7 +47,7 @@ def test_train_no_measure_trains_the_configured_trial_and_measures_nothing():
 
 class _RaisesValueErrorWhenLoaded:
     """Unpickling this calls float("not a number"): a ValueError raised deep inside the
-    product (torch.load in load_checkpoint), like the internal ValueErrors of schema.coerce
+    product (torch.load in load_checkpoint), like the internal ValueErrors of tables.coerce
     after hours of training. It is not a user-input check, so it must not read as one."""
 
     def __reduce__(self):

@@ -187,27 +187,27 @@ def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
 
 
 def test_every_written_column_is_documented_and_search_columns_name_the_study(tmp_path):
-    """The trials table has the documented columns (analysis/schema.py) plus the flattened
+    """The trials table has the documented columns (analysis/results/columns.py) plus the flattened
     trial config and export.EXTRA, nothing undocumented; a searched trial names its study and
     Optuna trial number; tables written before those columns load with their defaults."""
     from dataclasses import fields
 
-    from analysis import schema
+    from analysis.results import columns, tables
     from sweep.export import EXTRA
 
     searched = outcome(strength=0.5)
     searched.search, searched.search_trial = "search-randsmooth", 3
     trials, _ = build_tables([outcome(), searched], "exp", VERSIONS)
-    allowed = {c.name for c in schema.TRIALS_COLUMNS} | set(EXTRA)
+    allowed = {c.name for c in columns.TRIALS_COLUMNS} | set(EXTRA)
     allowed |= {f.name for f in fields(TrialConfig)}
     assert set(trials.columns) <= allowed, set(trials.columns) - allowed
-    assert {c.name for c in schema.TRIALS_COLUMNS} <= set(trials.columns)
+    assert {c.name for c in columns.TRIALS_COLUMNS} <= set(trials.columns)
     by_strength = trials.set_index("strength")
     assert by_strength.loc[0.5, ["search", "search_trial"]].tolist() == ["search-randsmooth", 3]
     assert by_strength.loc[0.1, ["search", "search_trial"]].tolist() == ["", -1]
     old = trials.drop(columns=["search", "search_trial"])
-    schema.write_parquet(old, tmp_path / "trials.parquet", "trials")
-    schema.write_parquet(schema.empty("measures"), tmp_path / "measures.parquet", "measures")
+    tables.write_table(old, tmp_path / "trials.parquet", "trials")
+    tables.write_table(tables.empty("measures"), tmp_path / "measures.parquet", "measures")
     back = load_results(tmp_path).trials
     assert back["search"].tolist() == ["", ""] and back["search_trial"].tolist() == [-1, -1]
     assert back["search_trial"].dtype == "int64"
