@@ -20,7 +20,7 @@ from typing import Any
 
 from analysis.results.errors import InputError, one_line
 from analysis.results.record import latest_maps
-from sweep.cli_common import OneLineParser, UsageError, set_pairs
+from sweep.cli_common import OneLineParser, UsageError, add_data_flags, add_ray_flags, set_pairs
 
 __all__ = ["OneLineParser", "UsageError", "main"]
 
@@ -37,12 +37,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--strength", type=float, default=0.0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default="")
-    p.add_argument(
-        "--cache-dir",
-        default="",
-        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
-    )
+    add_data_flags(p)
     p.add_argument("--checkpoint-dir", default="", help="save every epoch; resume if present")
     p.add_argument("--output", default="results/train", help="where gradient/score maps go")
     p.add_argument("--device", default="", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -194,14 +189,8 @@ def add_sweep_parser(sub) -> None:
     )
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU, e.g. 0.5")
-    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
-    p.add_argument("--data-root", default="")
-    p.add_argument(
-        "--cache-dir",
-        default="",
-        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
-    )
+    add_ray_flags(p)
+    add_data_flags(p)
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")

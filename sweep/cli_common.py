@@ -1,4 +1,5 @@
-"""What every `pags` command's parser shares: one-line usage errors and `--set key=value`.
+"""What every `pags` command's parser shares: one-line usage errors, `--set key=value`, and
+the data and Ray flags (defined once).
 
 Its own module so that each command's module (sweep/cli.py, sweep/measure_cli.py) imports it
 without importing the others (the old cli.py <-> measure_cli.py cycle).
@@ -33,3 +34,19 @@ def set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
             raise UsageError(f"--set {pair!r} is invalid; allowed: key=value")
         out[key] = value
     return out
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """--data-root and --cache-dir, as every command that trains or measures takes them."""
+    p.add_argument("--data-root", default="")
+    p.add_argument(
+        "--cache-dir",
+        default="",
+        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
+    )
+
+
+def add_ray_flags(p: argparse.ArgumentParser) -> None:
+    """--address and --num-cpus, as every command that runs on Ray takes them."""
+    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 
 from analysis.results.errors import InputError
+from sweep.cli_common import add_data_flags, add_ray_flags
 
 REQUIRED = ("name", "path", "arch", "format")
 OPTIONAL = ("strength", "label", "seed", "epoch", "activation")
@@ -42,12 +43,10 @@ def add_measure_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="measurement settings, e.g. eval_points=200")  # fmt: skip
     p.add_argument("--output", default="results/measure", help="results directory")
-    p.add_argument("--data-root", default="")
-    p.add_argument("--cache-dir", default="", help="shared artifacts cache (as pags sweep)")
+    add_data_flags(p)
     p.add_argument("--local", action="store_true", help="measure in this process, without Ray")
     p.add_argument("--device", default="", help="with --local: cpu, cuda, ...")
-    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    add_ray_flags(p)
     p.add_argument("--cpus-per-task", type=float, default=1.0)
     p.add_argument("--gpus-per-task", type=float, help="default: 1 when the cluster has GPUs")
 
