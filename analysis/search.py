@@ -1,7 +1,7 @@
 """The peak search in the tables: its optimization history, its feasible best with an interval
 from the best strength's seeds, and the search beside a grid of the same method.
 
-A search (`pags sweep --search optuna`, sweep/search.py) leaves one row per (suggested
+A search (`pags sweep --search optuna`, sweep/tune/search.py) leaves one row per (suggested
 strength, seed) in trials.parquet, marked by `search` (the study) and `search_trial` (the
 Optuna trial number, shared by the strength's seeds). Its objective and accuracy tolerance are
 in the experiment's sweep_config.json; feasible = mean test accuracy over the strength's seeds

@@ -292,7 +292,7 @@ def _rules(doc: Document) -> None:
         "largest strength), no criterion calls it excessive and one calls it Bayes-aligned; "
         "does not hold when the gain is below 0, when a peak at the largest strength has no "
         "significant gain, or when both criteria call the peak excessive.",
-        "Grids, seeds and the training recipe were fixed in sweep/presets.py before the study "
+        "Grids, seeds and the training recipe were fixed in sweep/plan/presets.py before the study "
         "was first run and were not changed after seeing its results.",
     ])  # fmt: skip
 

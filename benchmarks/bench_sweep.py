@@ -96,7 +96,7 @@ def efficiency(work: str, cpus: int) -> dict:
 
 def overhead(work: str, n: int) -> dict:
     """Tune on 1 CPU vs the plain loop, same N configs (1 epoch, 256 examples, no measuring)."""
-    from sweep.config import from_preset
+    from sweep.plan.config import from_preset
     from trainables.data import load_dataset
     from trainables.loop import run_trial
 

@@ -52,7 +52,7 @@ def add_train_parser(sub) -> None:
 
 
 def trial_config_from_args(args) -> Any:
-    from sweep.config import preset_trial_dict
+    from sweep.plan.config import preset_trial_dict
     from trainables.config import TrialConfig
     from trainables.recipes import derive_trial_dict
 
@@ -216,9 +216,9 @@ def cmd_sweep(args) -> int:
     import os
 
     from sweep import storage
-    from sweep.config import Where, from_preset
-    from sweep.driver import drive
-    from sweep.presets import get_preset
+    from sweep.plan.config import Where, from_preset
+    from sweep.plan.presets import get_preset
+    from sweep.tune.driver import drive
 
     sweep = from_preset(
         args.preset,

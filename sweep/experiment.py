@@ -17,7 +17,7 @@ from analysis.results import layout
 from analysis.results.errors import InputError
 from analysis.results.layout import LOCK_FILE, MEASURES_FILE, SWEEP_FILE, TRIALS_FILE
 from sweep import storage
-from sweep.config import SweepConfig, first_difference
+from sweep.plan.config import SweepConfig, first_difference
 
 MAX_FAILURES_KEY = "max_failures"  # in SWEEP_FILE beside the sweep config
 # What a sweep writes; present without sweep_config.json = results of something unknown.

@@ -37,7 +37,7 @@ class TrialOutcome:
     error: str | None = None  # one line, when the trial failed for good
     maps: tuple[pafs.FileSystem, str] | None = None  # its maps.npz, if measured
     early_stopped: bool = False  # stopped by the ASHA scheduler before its last epoch
-    search: str = ""  # the Optuna study that suggested it (sweep/search.py), "" if none
+    search: str = ""  # the Optuna study that suggested it (sweep/tune/search.py), "" if none
     search_trial: int = -1  # its Optuna trial number in that study, -1 if none
 
     @property

@@ -1,5 +1,5 @@
 """The `pags measure` subcommand: arguments, the models.csv manifest, and the call into
-`sweep.measure.run_measure`.
+`sweep.files.run.run_measure`.
 
 Manifest: a CSV with a header; columns `name, path, arch, format` (arch may be empty for the
 pags format) and optionally `strength, label, seed, epoch, activation`. Relative paths are
@@ -53,7 +53,7 @@ def add_measure_parser(sub) -> None:
 
 def cmd_measure(args) -> int:
     from sweep.cli_common import UsageError, set_pairs
-    from sweep.measure import run_measure
+    from sweep.files.run import run_measure
     from trainables.config import TrialConfig
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
 

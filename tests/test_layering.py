@@ -38,7 +38,7 @@ def test_the_contracts_hold():
         ("analysis/noise.py", "import ray", "analysis imports no torch"),
         ("trainables/loop.py", "from analysis import load", "trainables imports only"),
         ("trainables/measure/rho.py", "import ray", "Only the Tune adapter"),
-        ("sweep/measure_tables.py", "from sweep import launch", "pags measure's modules"),
+        ("sweep/files/tables.py", "from sweep.tune import launch", "pags measure's modules"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract):

@@ -9,8 +9,8 @@ import pytest
 
 from analysis.results.errors import InputError
 from analysis.results.methods import METHODS, REGISTRY, ROBUST_METHODS, STRENGTH_SYMBOL
-from sweep.launch import trial_cost
-from sweep.presets import paper_lr_rules
+from sweep.plan.presets import paper_lr_rules
+from sweep.tune.launch import trial_cost
 from trainables.config import TrialConfig
 from trainables.objectives import OBJECTIVES
 

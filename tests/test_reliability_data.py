@@ -20,7 +20,7 @@ import pytest
 
 from analysis import load_results
 from analysis.report import write_report
-from sweep.config import from_preset
+from sweep.plan.config import from_preset
 from trainables.measure import artifacts as art_mod
 
 SWEEP = ["--preset", "synthetic", "--methods", "none,gradnorm", "--strengths", "0.01,1e6",

@@ -31,7 +31,7 @@ from test_reliability_helpers import (
 )
 
 from analysis import load_results
-from sweep.tune_state import BACKUP_FILE
+from sweep.tune.tune_state import BACKUP_FILE
 from trainables.config import TrialConfig
 from trainables.loop import run_trial
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from analysis.results.layout import LOCK_FILE
-from sweep import cluster
 from sweep.cli import main
 from sweep.experiment import locked
+from sweep.tune import cluster
 
 HOLD = """
 import sys, time

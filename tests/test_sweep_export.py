@@ -13,7 +13,7 @@ import pytest
 
 from analysis import load_results
 from sweep.export import TrialOutcome, build_tables, write_results
-from sweep.progress import ProgressLine, progress_line
+from sweep.tune.progress import ProgressLine, progress_line
 from trainables.config import TrialConfig
 from trainables.tune_trainable import build_record, flat_metrics, trial_config
 
@@ -157,7 +157,7 @@ def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
     """A Tune Result (faked: config, error, metrics, checkpoint) -> TrialOutcome."""
     import json
 
-    from sweep.launch import outcome as outcome_of
+    from sweep.tune.launch import outcome as outcome_of
 
     cfg = TrialConfig.from_dict({"method": "randsmooth", "strength": 0.1, "epochs": 4})
     ckpt = tmp_path / "checkpoint_000001"

@@ -14,7 +14,7 @@ from test_reliability_helpers import descendants, finish, reap, reports, start_s
 
 from analysis import load_results
 from analysis.results.layout import STUDY_FILE
-from sweep.search import study_name, study_url
+from sweep.tune.search import study_name, study_url
 
 pytestmark = pytest.mark.ray
 

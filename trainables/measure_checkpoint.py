@@ -4,7 +4,7 @@ Same data, same shared artifacts, same `build_measurer`, same measurement seed: 
 seeds its noise from (seed, epoch), so a pags checkpoint is measured with its trial's seed at
 its last epoch and reproduces the trial's final measurement bit for bit; other formats take
 seed and epoch from the user (default 0) or, for the robustness library, the file's epoch.
-No Ray in here: `sweep/measure.py` runs this as one Ray task per checkpoint.
+No Ray in here: `sweep/files/run.py` runs this as one Ray task per checkpoint.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def measure_checkpoint(
                 "measure_rows": rows, "epoch_time_s": time.perf_counter() - start}  # fmt: skip
     record = TrialRecord.from_history(
         {k: v for k, v in cfg.to_dict().items() if k in (*MEASURE_FIELDS, "dataset", "seed")},
-        "",  # the config_id: sweep/measure.py's plan names it (file hash and settings)
+        "",  # the config_id: sweep/files/run.py's plan names it (file hash and settings)
         [measured],
         "completed",
         n_test=len(bundle.test),

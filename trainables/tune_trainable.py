@@ -58,7 +58,7 @@ def searched_strength(log10_strength: float) -> float:
 def trial_config(config: dict) -> TrialConfig:
     """The TrialConfig of a Tune config: `{"trial": dict}` (grid), or for a search over
     log-strength `{"derive": {...}, "where": {...}, "log10_strength": x, "seed": s}`, derived
-    by `derive_trial_dict` like every other trial (sweep/config.py `search_space`)."""
+    by `derive_trial_dict` like every other trial (sweep/plan/config.py `search_space`)."""
     if "derive" in config:
         strength = searched_strength(config["log10_strength"])
         d = derive_trial_dict(**config["derive"], strength=strength, seed=config["seed"])

@@ -1,6 +1,6 @@
 """The one builder of each table row: `measure_row` (measures.parquet, long format) and, from a
 `TrialRecord`, `trial_row` (trials.parquet) and `measure_rows` (its measures plus the learning
-curve). `pags sweep` (sweep/export.py) and `pags measure` (sweep/measure_tables.py) both build
+curve). `pags sweep` (sweep/export.py) and `pags measure` (sweep/files/tables.py) both build
 their tables here, so a trial and a measured file give rows of one shape.
 """
 

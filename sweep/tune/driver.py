@@ -19,7 +19,7 @@ from analysis.results.layout import SEARCH_BEST_FILE
 from analysis.results.methods import STRENGTH_SYMBOL
 from analysis.results.record import package_versions
 from sweep import experiment, storage
-from sweep.config import SweepConfig, Where
+from sweep.plan.config import SweepConfig, Where
 from trainables.config import TrialConfig
 
 
@@ -74,7 +74,7 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
         log(trial_table(sweep, where, resume))
         return 0
 
-    from sweep import cluster
+    from sweep.tune import cluster
 
     if where.address:
         cluster.check_address(where.address)
@@ -96,9 +96,9 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 
 
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:
-    from sweep.artifacts import prepare_shared
     from sweep.export import write_results
-    from sweep.launch import run_sweep
+    from sweep.tune.artifacts import prepare_shared
+    from sweep.tune.launch import run_sweep
     from trainables.measure.artifacts import default_cache_dir
 
     where = dataclasses.replace(where, cache_dir=where.cache_dir or default_cache_dir())

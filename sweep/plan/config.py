@@ -19,7 +19,7 @@ from typing import Any
 
 from analysis.results.errors import InputError
 from analysis.results.methods import ROBUST_METHODS
-from sweep.presets import get_preset
+from sweep.plan.presets import get_preset
 from trainables.config import METHODS, TrialConfig
 from trainables.recipes import derive_trial_dict
 

@@ -5,7 +5,7 @@ Experiment directory (a local path or a URI):
     sweep_config.json            what this directory computes (refuses a different sweep)
     tune/                        the Tune experiment of a grid sweep
     baseline/, search-<method>/  the Tune experiments of a peak search (one per method)
-    optuna-study.db              a peak search's Optuna study (sweep/search.py)
+    optuna-study.db              a peak search's Optuna study (sweep/tune/search.py)
     trials.parquet, measures.parquet, maps/<config_id>.npz, search_best.json
 
 Every Tune run is idempotent: `Tuner.can_restore(path)` -> `Tuner.restore(path, ...,
@@ -33,11 +33,12 @@ from ray.tune.schedulers import ASHAScheduler
 from analysis.results.layout import RECORD_FILE
 from analysis.results.methods import STRENGTH_SYMBOL
 from analysis.results.methods import method as method_facts
-from sweep import search, storage, tune_state
-from sweep.config import OBJECTIVES, SweepConfig, Where
+from sweep import storage
 from sweep.export import TrialOutcome
-from sweep.progress import ProgressLine
+from sweep.plan.config import OBJECTIVES, SweepConfig, Where
 from sweep.signals import on_sigterm
+from sweep.tune import search, tune_state
+from sweep.tune.progress import ProgressLine
 from trainables.config import TrialConfig
 from trainables.tune_trainable import MAPS_FILE, train, trial_config
 
@@ -109,7 +110,7 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
 
 
 def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min_accuracy):
-    """The study of one method through Ray Tune (sweep/search.py), within the preset grid's
+    """The study of one method through Ray Tune (sweep/tune/search.py), within the preset grid's
     range of log10-strength; each suggested strength runs `sweep.seeds` seeds."""
     lo, hi = sweep.search_bounds(method)
     epochs = sweep.trial_dict(method, 10**lo, 0)["epochs"]

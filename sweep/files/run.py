@@ -8,11 +8,11 @@ In the order that keeps bad input cheap and finished work safe:
    label and strength and the measurement settings; a record already in the output directory
    means "measured": it is not rerun (so a killed driver resumes by running the command again);
    a directory holds one dataset and one set of measurement settings (`measure_config.json`);
-3. the shared artifacts are prepared once, as for a sweep (`sweep.artifacts.prepare_shared`);
-4. one Ray task per checkpoint (`sweep.measure_exec`) with a trial's resources (a GPU when the
+3. the shared artifacts are prepared once, as for a sweep (`sweep.tune.artifacts.prepare_shared`);
+4. one Ray task per checkpoint (`sweep.files.tasks`) with a trial's resources (a GPU when the
    cluster has one); each task loads the file (a bad one: one line, counted) and measures it;
    its record and maps are written as soon as it returns; a progress line shows the counts;
-5. the tables are rebuilt from all records (`sweep.measure_tables`).
+5. the tables are rebuilt from all records (`sweep.files.tables`).
 
 `local=True` runs step 4 in this process instead of Ray (same function, one at a time).
 Exit code: 0; 2 when checkpoints were bad (after measuring the rest); 1 when a task failed
@@ -30,8 +30,8 @@ from analysis.results import layout
 from analysis.results.errors import InputError
 from analysis.results.record import package_versions
 from sweep import storage
-from sweep.measure_exec import Plan, run_local, run_ray
-from sweep.measure_tables import read_records, write_tables
+from sweep.files.tables import read_records, write_tables
+from sweep.files.tasks import Plan, run_local, run_ray
 from sweep.signals import on_sigterm, raise_keyboard_interrupt
 from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig

@@ -19,7 +19,7 @@ from collections import Counter
 from ray.tune import ProgressReporter
 from ray.tune.experiment import Trial
 
-from sweep.progress_text import clock, progress_line
+from sweep.tune.progress_text import clock, progress_line
 
 __all__ = ["ProgressLine", "clock", "progress_line"]
 

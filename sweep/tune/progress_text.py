@@ -1,4 +1,4 @@
-"""The progress line's text (sweep/progress.py for `pags sweep`, sweep/measure_exec.py for
+"""The progress line's text (sweep/tune/progress.py for `pags sweep`, sweep/files/tasks.py for
 `pags measure`): plain formatting, no Ray, so `pags measure` does not import Tune's reporter."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from ray.tune.search import Searcher
 from analysis.results import layout
 from analysis.results.layout import STUDY_FILE
 from sweep import storage
-from sweep.config import OBJECTIVES
+from sweep.plan.config import OBJECTIVES
 from trainables.tune_trainable import searched_strength
 
 PARAM = "log10_strength"  # the searched parameter (Tune config key and Optuna param name)

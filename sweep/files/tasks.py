@@ -133,8 +133,8 @@ def _task(p: Plan, base_dict: dict, artifacts) -> tuple[str, object, object]:
 def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpus=None, **_):
     import ray
 
-    from sweep import cluster
-    from sweep.artifacts import prepare_shared
+    from sweep.tune import cluster
+    from sweep.tune.artifacts import prepare_shared
     from trainables.measure.artifacts import artifacts_key
 
     if not todo:
@@ -177,7 +177,7 @@ def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpu
 
 
 class _Progress:
-    """The sweep's progress line (sweep/progress.py) over checkpoints instead of trials."""
+    """The sweep's progress line (sweep/tune/progress.py) over checkpoints instead of trials."""
 
     every_s = 30.0
 
@@ -192,7 +192,7 @@ class _Progress:
                 self._best = ("alignment", value, spec.label, spec.strength)
 
     def show(self, force: bool = False) -> None:
-        from sweep.progress_text import progress_line
+        from sweep.tune.progress_text import progress_line
 
         now = time.monotonic()
         if not force and now - self.last < self.every_s:
