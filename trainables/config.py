@@ -3,7 +3,9 @@
 Identity from configuration (open_lth): a trial's directory, checkpoint and result rows are keyed
 by `config_id`, a hash of every identity field, never by a parsed name. Fields marked
 `identity=False` (where the data lives, where artifacts are cached) say where things are, not
-what the trial is, so moving the data does not change the id.
+what the trial is, so moving the data does not change the id. Fields added after results were
+first published (`_added`) count only when set away from their default, so every trial that
+existed before keeps its id (and its finished result on resume).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
 
 def _where(**meta: Any) -> Any:
     return field(default="", metadata={"identity": False, **meta})
+
+
+def _added(default: Any) -> Any:
+    """A field added after the first results: in the id only when not at `default`."""
+    return field(default=default, metadata={"elide_default": True})
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class TrialConfig:
     smooth_sigma: float = 0.1  # noise of the smoothness penalty (its strength is lambda)
     pgd_steps: int = 4
     train_subset: int = 0  # 0 = the whole training set
+    augment: str = _added("none")  # training-batch augmentation (the recipe's; docs/method.md)
+    mixed_precision: str = _added("auto")  # auto: bf16 autocast + channels_last on CUDA only
     # measurements (trainables/measure); 0 / () / "" mean "the dataset's documented default"
     measure: bool = True
     measure_every: int = 0  # 0 = only after the last epoch
@@ -90,8 +99,10 @@ class TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def validate(self) -> None:
+        from trainables.augment import AUGMENT
         from trainables.data import DATASETS
         from trainables.models import ACTIVATIONS, MODELS
+        from trainables.precision import MODES as PRECISION_MODES
 
         _choice("dataset", self.dataset, DATASETS.names())
         _choice("model", self.model, MODELS.names())
@@ -100,6 +111,8 @@ class TrialConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
+        _choice("augment", self.augment, tuple(AUGMENT))
+        _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
         _at_least("strength", self.strength, 0.0)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
@@ -132,6 +145,7 @@ class TrialConfig:
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.metadata.get("identity", True)
+            and not (f.metadata.get("elide_default") and getattr(self, f.name) == f.default)
         }
 
     @property

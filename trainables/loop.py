@@ -19,10 +19,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from analysis.atomic import atomic_write
+from trainables.augment import AUGMENT
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
 from trainables.objectives import OBJECTIVES
+from trainables.precision import autocast, to_channels_last, uses_mixed_precision
 
 # Measurer: (model, epoch) -> (summary metrics, long-format rows). Built by trainables.measure.
 Measurer = Callable[[nn.Module, int], tuple[dict, list[dict]]]
@@ -71,6 +73,8 @@ def train_subset(bundle: DataBundle, cfg: TrialConfig) -> Dataset:
 def build_state(cfg: TrialConfig, bundle: DataBundle, device: torch.device) -> TrialState:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, bundle.shape[0], bundle.num_classes, cfg.activation).to(device)
+    if uses_mixed_precision(cfg.mixed_precision, device):
+        model = model.to(memory_format=torch.channels_last)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -112,11 +116,18 @@ def batches(dataset: Dataset, order: torch.Tensor, batch_size: int, device: torc
 def train_epoch(state: TrialState, cfg: TrialConfig, data: Dataset, device) -> float:
     """One pass over `data`; mean training loss, or NaN as soon as a loss is non-finite."""
     objective = OBJECTIVES[cfg.method]
+    augment = AUGMENT[cfg.augment]
+    mixed = uses_mixed_precision(cfg.mixed_precision, device)
     state.model.train()
     order = torch.randperm(len(data), generator=state.data_gen)
     total, count = 0.0, 0
     for x, y in batches(data, order, cfg.batch_size, device):
-        loss = objective(state.model, x, y, cfg.strength, cfg, state.noise_gen)
+        if augment is not None:
+            x = augment(x, state.data_gen)
+        with autocast(mixed, device):
+            loss = objective(
+                state.model, to_channels_last(x, mixed), y, cfg.strength, cfg, state.noise_gen
+            )
         if not torch.isfinite(loss):
             return float("nan")
         state.optimizer.zero_grad(set_to_none=True)

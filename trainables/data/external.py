@@ -344,7 +344,8 @@ def imagenet64(seed: int, data_root: str) -> DataBundle:
     missing += [IMAGENET64_VAL] if val is None else []
     if missing:
         raise DataUnavailableError(
-            f"ImageNet-64 not found in {root}{no_root_hint(root)} (missing {', '.join(missing)}): put "
+            f"ImageNet-64 not found in {root}{no_root_hint(root)} (missing "
+            f"{', '.join(missing)}): put "
             f"train_data_batch_1.npz .. train_data_batch_10.npz in "
             f"{os.path.join(root, 'Imagenet64_train_npz')} and val_data.npz in "
             f"{os.path.join(root, 'Imagenet64_val_npz')} (Imagenet64 npz from image-net.org, "
