@@ -45,8 +45,10 @@ def read_records(out_dir: str) -> dict[str, dict]:
 def trial_row(cid: str, rec: dict, experiment: str, versions: dict[str, str]) -> dict[str, Any]:
     spec, mcfg = rec["spec"], rec["measure_config"]
     row: dict[str, Any] = {c.name: schema.ABSENT[c.dtype] for c in schema.TRIALS_COLUMNS}
-    row.update(rec["summary"])
+    # Settings first, then the summary: it holds what they resolved to (alignment_metric
+    # "auto" -> the metric used, e.g. stlpips-alex@x3), as a sweep's rows do.
     row.update({k: json.dumps(v) if isinstance(v, list) else v for k, v in mcfg.items()})
+    row.update(rec["summary"])
     row.update(
         config_id=cid,
         experiment=experiment,
