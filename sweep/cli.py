@@ -117,7 +117,11 @@ def cmd_train(args) -> int:
 
     cfg = trial_config_from_args(args)
     if args.dry_run:
-        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict()}))
+        from trainables.resolved import resolved_settings
+
+        resolved = resolved_settings(cfg)
+        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict(),
+                          "resolved": resolved}))  # fmt: skip
         return 0
     bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -34,14 +34,11 @@ from ray.tune.schedulers import ASHAScheduler
 from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
 from sweep import search, storage, tune_state
 from sweep.config import OBJECTIVES, SweepConfig, Where
+from sweep.cost import step_cost
 from sweep.export import TrialOutcome
 from sweep.progress import ProgressLine
 from trainables.config import TrialConfig
 from trainables.tune_trainable import MAPS_FILE, train, trial_config
-
-# Relative cost of one training step per method (forward/backward passes), to start the
-# longest trials first: the last trials then finish together instead of one straggling.
-STEP_COST = {"none": 1.0, "randsmooth": 1.0, "smoothness": 2.0, "gradnorm": 3.0}
 
 
 @dataclass
@@ -55,8 +52,9 @@ class RunResult:
 
 
 def trial_cost(cfg: TrialConfig) -> float:
-    step = STEP_COST.get(cfg.method, 1.0 + cfg.pgd_steps)
-    return step * cfg.epochs * (cfg.train_subset or 1)
+    """Relative cost, to start the longest trials first: the last trials then finish together
+    instead of one straggling."""
+    return step_cost(cfg.method, cfg.pgd_steps) * cfg.epochs * (cfg.train_subset or 1)
 
 
 def trial_name(trial) -> str:

@@ -72,6 +72,8 @@ class TrialConfig:
     latent_dim: int = 0
     score_sigma: float = 0.0
     alignment_metric: str = "auto"
+    ae_max_epochs: int = _added(0)  # caps of the shared artifacts' training (0: the dataset's)
+    denoiser_max_epochs: int = _added(0)
     data_root: str = _where()
     artifacts_dir: str = _where()
 
@@ -122,6 +124,8 @@ class TrialConfig:
         _at_least("eval_points", self.eval_points, 1)
         _at_least("noise_draws", self.noise_draws, 1)
         _at_least("latent_dim", self.latent_dim, 0)
+        _at_least("ae_max_epochs", self.ae_max_epochs, 0)
+        _at_least("denoiser_max_epochs", self.denoiser_max_epochs, 0)
         _at_least("score_sigma", self.score_sigma, 0.0)
         _at_least("smooth_sigma", self.smooth_sigma, 0.0)
         _at_least("weight_decay", self.weight_decay, 0.0)
@@ -145,8 +149,14 @@ class TrialConfig:
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.metadata.get("identity", True)
-            and not (f.metadata.get("elide_default") and getattr(self, f.name) == f.default)
+            and not self.at_added_default(f.name, getattr(self, f.name))
         }
+
+    @staticmethod
+    def at_added_default(name: str, value: Any) -> bool:
+        """Whether `value` is the default of a field added later (one an id leaves out)."""
+        f = {f.name: f for f in dataclasses.fields(TrialConfig)}[name]
+        return bool(f.metadata.get("elide_default")) and value == f.default
 
     @property
     def config_id(self) -> str:

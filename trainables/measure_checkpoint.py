@@ -26,6 +26,7 @@ from trainables.measure.evaluate import build_measurer
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
+    "ae_max_epochs", "denoiser_max_epochs",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
 

@@ -30,6 +30,8 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# Input shapes (C, H, W), known before any file is read (a dry run shows what they resolve to).
+SHAPES = {"mnist-distractor": (1, 56, 28), "cifar10": (3, 32, 32), "imagenet64": (3, 64, 64)}
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 IMAGENET64_TRAIN = tuple(f"train_data_batch_{i}.npz" for i in range(1, 11))
 IMAGENET64_VAL = "val_data.npz"
@@ -227,7 +229,7 @@ def mnist_distractor(seed: int, data_root: str) -> DataBundle:
         train=splits[True][0],
         test=splits[False][0],
         num_classes=10,
-        shape=(1, 56, 28),
+        shape=SHAPES["mnist-distractor"],
         signal_mask_train=splits[True][1],
         signal_mask_test=splits[False][1],
         info={
@@ -284,7 +286,7 @@ def cifar10(seed: int, data_root: str) -> DataBundle:
         train=sets[0],
         test=sets[1],
         num_classes=10,
-        shape=(3, 32, 32),
+        shape=SHAPES["cifar10"],
         info={"source": folder, "classes": list(ds.classes)},
     )
 
@@ -356,6 +358,6 @@ def imagenet64(seed: int, data_root: str) -> DataBundle:
         train=read_imagenet64(train),
         test=read_imagenet64([val]),
         num_classes=1000,
-        shape=(3, 64, 64),
+        shape=SHAPES["imagenet64"],
         info={"source_train": train, "source_test": val},
     )

@@ -74,14 +74,16 @@ class ArtifactConfig:
 
     @classmethod
     def for_trial(cls, cfg: TrialConfig) -> ArtifactConfig:
-        """The artifacts a trial needs; its 0-valued fields take the dataset's defaults."""
+        """The artifacts a trial needs; its 0-valued fields (latent size, score sigma, the
+        training caps) take the dataset's defaults."""
         return cls(
             dataset=cfg.dataset,
             latent_dim=cfg.latent_dim or default_latent_dim(cfg.dataset),
             eval_points=cfg.eval_points,
             score_sigma=cfg.score_sigma or headline_for(cfg.dataset).score_sigma,
-            ae_max_epochs=AE_MAX_EPOCHS.get(cfg.dataset, 100),
-            denoiser_max_epochs=DENOISER_MAX_EPOCHS.get(cfg.dataset, 100),
+            ae_max_epochs=cfg.ae_max_epochs or AE_MAX_EPOCHS.get(cfg.dataset, 100),
+            denoiser_max_epochs=cfg.denoiser_max_epochs
+            or DENOISER_MAX_EPOCHS.get(cfg.dataset, 100),
         )
 
     @property
