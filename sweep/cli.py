@@ -143,7 +143,7 @@ def cmd_train(args) -> int:
 
     result = run_trial(
         cfg, device=device, bundle=bundle, checkpoint=checkpoint, on_epoch=on_epoch,
-        measurer=measurer,
+        measurer=measurer, log=lambda line: print(line, file=sys.stderr, flush=True),
     )  # fmt: skip
     result.pop("measure_rows")
     for epoch in result["history"]:

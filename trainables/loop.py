@@ -25,6 +25,7 @@ from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
 from trainables.objectives import OBJECTIVES
 from trainables.precision import autocast, to_channels_last, uses_mixed_precision
+from trainables.progress import Log, epoch_line
 
 # Measurer: (model, epoch) -> (summary metrics, long-format rows). Built by trainables.measure.
 Measurer = Callable[[nn.Module, int], tuple[dict, list[dict]]]
@@ -160,24 +161,25 @@ def run_trial(
     checkpoint: dict | None = None,
     on_epoch: OnEpoch | None = None,
     measurer: Measurer | None = None,
+    log: Log | None = None,
 ) -> dict:
     """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's result.
 
     After each epoch `on_epoch(metrics, make_checkpoint)` is called; `make_checkpoint()` returns
     the full state as a dict (for torch.save). `measurer(model, epoch)` runs every
     `cfg.measure_every` epochs and after the last one. A non-finite loss ends the trial with
-    status "diverged" (its row stays; no exception).
+    status "diverged" (its row stays; no exception). `log` gets one line per epoch.
     """
     # Denormals made one prototype trial 4x slower. The flag is process-wide CPU state, so it is
     # switched off again on the way out (other code in the process may need subnormals).
     torch.set_flush_denormal(True)
     try:
-        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer)
+        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log)
     finally:
         torch.set_flush_denormal(False)
 
 
-def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
+def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log) -> dict:
     device = torch.device(device or "cpu")
     bundle = bundle or load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     data = train_subset(bundle, cfg)
@@ -203,6 +205,8 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
                 metrics["measure_rows"] = rows
         metrics["epoch_time_s"] = time.perf_counter() - start
         state.history.append(metrics)
+        if log is not None:
+            log(epoch_line(metrics, cfg.epochs))
         if on_epoch is not None:
             on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
     return summarize(cfg, state, "completed" if status == "running" else status)
