@@ -91,7 +91,11 @@ def cmd_train(args) -> int:
 
     cfg = trial_config_from_args(args)
     if args.dry_run:
-        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict()}))
+        from trainables.resolved import resolved_settings
+
+        resolved = resolved_settings(cfg)
+        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict(),
+                          "resolved": resolved}))  # fmt: skip
         return 0
     bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     from trainables.runtime import choose_device
@@ -119,7 +123,7 @@ def cmd_train(args) -> int:
 
     record = run_trial(
         cfg, device=device, bundle=bundle, checkpoint=checkpoint, on_epoch=on_epoch,
-        measurer=measurer,
+        measurer=measurer, log=lambda line: print(line, file=sys.stderr, flush=True),
     )  # fmt: skip
     result = record.to_dict()
     result.pop("measure_rows")

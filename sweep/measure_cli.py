@@ -19,13 +19,15 @@ from analysis.results.errors import InputError
 from sweep.cli_common import add_data_flags, add_ray_flags
 
 REQUIRED = ("name", "path", "arch", "format")
+DEFAULT_DATASET = "digits-distractor"
 OPTIONAL = ("strength", "label", "seed", "epoch", "activation")
 
 
 def add_measure_parser(sub) -> None:
     """No torch import here: every `pags` command builds this parser."""
     p = sub.add_parser("measure", help="measure checkpoint files as a trial measures its model")
-    p.add_argument("--dataset", default="digits-distractor")
+    p.add_argument("--dataset", help="default: the pags checkpoints' own, else "
+                   f"{DEFAULT_DATASET}")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", action="append", metavar="PATH", help="repeatable")
     src.add_argument("--manifest", metavar="CSV", help="models.csv: " + ", ".join(REQUIRED))
@@ -64,9 +66,6 @@ def cmd_measure(args) -> int:
                              f"{', '.join(MEASURE_FIELDS)}")  # fmt: skip
     cache = os.path.abspath(args.cache_dir) if args.cache_dir else ""
     data_root = os.path.abspath(args.data_root) if args.data_root else ""
-    base = TrialConfig.from_dict(
-        {"dataset": args.dataset, "data_root": data_root, "artifacts_dir": cache, **sets}
-    )
     lines: list[str] = []
     if args.manifest:
         specs = read_manifest(args.manifest, lines.append)
@@ -80,6 +79,11 @@ def cmd_measure(args) -> int:
         ]  # fmt: skip
     for line in lines:
         print(f"[pags] bad manifest row: {line}", flush=True)
+    given = {**({"dataset": args.dataset} if args.dataset else {}), **sets}
+    settings = resolve_settings(specs, given, lambda text: print(text, flush=True))
+    base = TrialConfig.from_dict(
+        {"dataset": DEFAULT_DATASET, "data_root": data_root, "artifacts_dir": cache, **settings}
+    )
     if not (args.cpus_per_task > 0 and math.isfinite(args.cpus_per_task)):
         raise UsageError(f"--cpus-per-task {args.cpus_per_task:g} is invalid; allowed: > 0")
     gpus = args.gpus_per_task
@@ -91,6 +95,38 @@ def cmd_measure(args) -> int:
         gpus=args.gpus_per_task, invalid=len(lines),
         log=lambda text: print(text, flush=True),
     )  # fmt: skip
+
+
+def resolve_settings(specs: list, given: dict, log: Callable[[str], None]) -> dict:
+    """The dataset and measurement settings to measure with: yours (`--dataset`, `--set`),
+    else those the pags checkpoints were measured with in their trial (so re-measuring a trial
+    reproduces it), else the defaults. Says which came from the checkpoints. Checkpoints that
+    disagree on a setting you did not give are refused (one directory, one set of settings)."""
+    from trainables.checkpoints import saved_config
+    from trainables.measure_checkpoint import MEASURE_FIELDS
+
+    found: dict[str, tuple[object, str]] = {}
+    for spec in specs:
+        cfg = saved_config(spec.path) if spec.format == "pags" else None
+        for key in ("dataset", *MEASURE_FIELDS):
+            if cfg is None or key in given or key not in cfg:
+                continue
+            value = list(cfg[key]) if isinstance(cfg[key], (tuple, list)) else cfg[key]
+            if key in found and found[key][0] != value:
+                first, name = found[key]
+                raise InputError(
+                    f"{spec.name} was measured with {key}={value!r}, {name} with {first!r}; "
+                    f"allowed: one value per --output directory (give --set {key}=... or "
+                    f"measure them into separate directories)"
+                )
+            found.setdefault(key, (value, spec.name))
+    taken = {key: value for key, (value, _) in found.items()}
+    if taken:
+        listed = ", ".join(f"{k}={v}" for k, v in taken.items())
+        log(f"[pags] settings from the checkpoints' trials: {listed}")
+    if given:
+        log("[pags] settings you gave: " + ", ".join(f"{k}={v}" for k, v in given.items()))
+    return {**taken, **given}
 
 
 def _check_args(args) -> None:

@@ -64,6 +64,23 @@ def test_gallery_with_rgb_maps_and_a_missing_regime(tmp_path, fitted):
     plt.close(fig)
 
 
+def test_gallery_note_says_why_it_is_skipped(tmp_path, fitted):
+    """Maps but no regime label is not the same as no maps: the note tells them apart."""
+    trials, bounds = fitted
+    labels = label_trials(trials, bounds)
+    (tmp_path / "maps").mkdir()
+    gradnorm = labels[labels["method"] == "gradnorm"]
+    fig, note = gallery_figure(tmp_path, labels, "gradnorm")
+    assert fig is None and "none of its" in note and "has a maps file" in note
+    for cid in gradnorm["config_id"]:
+        np.savez(tmp_path / "maps" / f"{cid}.npz", **{k: np.zeros((1, 1, 4, 4)) for k in
+                                                         ("inputs", "score", "gradient")})
+    unlabelled = labels.assign(regime_paper=None)
+    fig, note = gallery_figure(tmp_path, unlabelled, "gradnorm")
+    done = int((gradnorm["status"] == "completed").sum())
+    assert fig is None and f"its {done} completed trials with maps have no regime label" in note
+
+
 def test_load_maps_names_the_problem(tmp_path):
     np.savez(tmp_path / "bad.npz", inputs=np.zeros((1, 1, 4, 4)))
     with pytest.raises(ValueError, match="missing arrays"):

@@ -43,6 +43,8 @@ def test_train_no_measure_trains_the_configured_trial_and_measures_nothing():
     # One epoch on 128 examples: near chance (10 classes), cross-entropy near ln 10.
     assert 0.0 < summary["test_accuracy"] < 0.5
     assert 1.5 < summary["train_loss"] < 3.5
+    # progress on stderr (stdout stays one JSON object): one line per epoch
+    assert f"[pags] epoch 1/1: train loss {summary['train_loss']:.4g}, test accuracy " in out.stderr
 
 
 class _RaisesValueErrorWhenLoaded:

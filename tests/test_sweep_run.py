@@ -59,6 +59,15 @@ def test_written_tables_match_the_documented_schema(tiny):
     assert_tables_match_the_schema(exp, measured=False)
 
 
+def test_each_trial_logs_its_epochs_in_its_directory(tiny):
+    exp, _, _ = tiny
+    logs = sorted(exp.glob("tune/*/stdout"))
+    assert len(logs) == 3  # the baseline and 2 strengths of randsmooth
+    for log in logs:
+        text = log.read_text()
+        assert "[pags] epoch 1/2: train loss" in text and "[pags] epoch 2/2:" in text, log
+
+
 def checkpoints(exp: Path) -> list[str]:
     return sorted(str(p.relative_to(exp)) for p in exp.glob("tune/*/checkpoint_*"))
 

@@ -135,6 +135,17 @@ def _strip(sd: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+def saved_config(path: str) -> dict | None:
+    """The trial config a pags checkpoint carries, or None when the file cannot be read or has
+    none (`load` reports those problems, one line per file, when it measures)."""
+    try:
+        obj = _read(path, trusted=True)
+    except CheckpointError:
+        return None
+    cfg = obj.get("config") if isinstance(obj, dict) else None
+    return cfg if isinstance(cfg, dict) else None
+
+
 def load(
     path: str, fmt: str, arch: str, shape: tuple[int, int, int], num_classes: int,
     activation: str = "softplus",

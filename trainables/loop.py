@@ -20,10 +20,13 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from analysis.results.atomic import atomic_write
 from analysis.results.record import TrialRecord
+from trainables.augment import AUGMENT
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
 from trainables.objectives import OBJECTIVES
+from trainables.precision import autocast, to_channels_last, uses_mixed_precision
+from trainables.progress import Log, epoch_line
 from trainables.runtime import denormals_flushed
 
 # Measurer: (model, epoch) -> (summary metrics, long-format rows). Built by trainables.measure.
@@ -73,6 +76,8 @@ def train_subset(bundle: DataBundle, cfg: TrialConfig) -> Dataset:
 def build_state(cfg: TrialConfig, bundle: DataBundle, device: torch.device) -> TrialState:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, bundle.shape[0], bundle.num_classes, cfg.activation).to(device)
+    if uses_mixed_precision(cfg.mixed_precision, device):
+        model = model.to(memory_format=torch.channels_last)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -114,11 +119,18 @@ def batches(dataset: Dataset, order: torch.Tensor, batch_size: int, device: torc
 def train_epoch(state: TrialState, cfg: TrialConfig, data: Dataset, device) -> float:
     """One pass over `data`; mean training loss, or NaN as soon as a loss is non-finite."""
     objective = OBJECTIVES[cfg.method]
+    augment = AUGMENT[cfg.augment]
+    mixed = uses_mixed_precision(cfg.mixed_precision, device)
     state.model.train()
     order = torch.randperm(len(data), generator=state.data_gen)
     total, count = 0.0, 0
     for x, y in batches(data, order, cfg.batch_size, device):
-        loss = objective(state.model, x, y, cfg.strength, cfg, state.noise_gen)
+        if augment is not None:
+            x = augment(x, state.data_gen)
+        with autocast(mixed, device):
+            loss = objective(
+                state.model, to_channels_last(x, mixed), y, cfg.strength, cfg, state.noise_gen
+            )
         if not torch.isfinite(loss):
             return float("nan")
         state.optimizer.zero_grad(set_to_none=True)
@@ -151,19 +163,20 @@ def run_trial(
     checkpoint: dict | None = None,
     on_epoch: OnEpoch | None = None,
     measurer: Measurer | None = None,
+    log: Log | None = None,
 ) -> TrialRecord:
     """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's record.
 
     After each epoch `on_epoch(metrics, make_checkpoint)` is called; `make_checkpoint()` returns
     the full state as a dict (for torch.save). `measurer(model, epoch)` runs every
     `cfg.measure_every` epochs and after the last one. A non-finite loss ends the trial with
-    status "diverged" (its row stays; no exception).
+    status "diverged" (its row stays; no exception). `log` gets one line per epoch.
     """
     with denormals_flushed():
-        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer)
+        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log)
 
 
-def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> TrialRecord:
+def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log) -> TrialRecord:
     device = torch.device(device or "cpu")
     bundle = bundle or load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     data = train_subset(bundle, cfg)
@@ -189,6 +202,8 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> TrialReco
                 metrics["measure_rows"] = rows
         metrics["epoch_time_s"] = time.perf_counter() - start
         state.history.append(metrics)
+        if log is not None:
+            log(epoch_line(metrics, cfg.epochs))
         if on_epoch is not None:
             on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
     status = "completed" if status == "running" else status

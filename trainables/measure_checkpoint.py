@@ -28,6 +28,7 @@ from trainables.runtime import denormals_flushed
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
+    "ae_max_epochs", "denoiser_max_epochs",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
 

@@ -54,7 +54,7 @@ def gradient_norm(model: nn.Module, x, y, strength: float, cfg, gen) -> torch.Te
     # Summing keeps each example's own gradient (examples are independent given eval-free
     # layers; BatchNorm couples them slightly, as in the reference code).
     (grad,) = torch.autograd.grad(per_example.sum(), x, create_graph=True)
-    penalty = grad.pow(2).flatten(1).sum(1).mean()
+    penalty = grad.float().pow(2).flatten(1).sum(1).mean()  # fp32 even under bf16 autocast
     return per_example.mean() + strength * penalty
 
 
@@ -64,8 +64,12 @@ def smoothness(model: nn.Module, x, y, strength: float, cfg, gen) -> torch.Tenso
     f the logits."""
     if strength == 0:
         return cross_entropy(model, x, y, 0.0, cfg, gen)
-    logits = model(x)
-    noisy = model(x + _noise(x, cfg.smooth_sigma, gen))
+    # Always in fp32: the penalty is the difference of two nearby outputs, and bf16 rounding
+    # (about 0.4% of each logit) is as large as that difference (under autocast it was 44% off
+    # in tests/test_recipe_training.py). No effect without autocast.
+    with torch.autocast(x.device.type, enabled=False):
+        logits = model(x)
+        noisy = model(x + _noise(x, cfg.smooth_sigma, gen))
     penalty = (logits - noisy).pow(2).sum(1).mean()
     return F.cross_entropy(logits, y) + strength * penalty
 

@@ -30,15 +30,19 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="small-cnn", optimizer="sgd", lr=0.1, momentum=0.9, schedule="multistep",
         milestones=(3, 6), epochs=9, batch_size=128,
     ),
-    # Paper: ResNet18, SGD lr 0.025, 200 epochs, decay x0.1 at 150 and 175.
+    # Paper: ResNet18, SGD lr 0.025, 200 epochs, decay x0.1 at 150 and 175; the reference
+    # code trains on 4-pixel random crops with horizontal flips.
     "cifar10": dict(
         model="resnet18-cifar", optimizer="sgd", lr=0.025, momentum=0.9, weight_decay=5e-4,
         schedule="multistep", milestones=(150, 175), epochs=200, batch_size=128,
+        augment="crop-flip",
     ),
-    # Paper: 90 epochs, batch 4096, lr 0.1 decayed at 30 and 60; PGD 3 steps.
+    # Paper: 90 epochs, batch 4096, lr 0.1 decayed at 30 and 60; PGD 3 steps; the reference
+    # code crops with 8-pixel padding and flips.
     "imagenet64": dict(
         model="resnet18-imagenet64", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-5,
         schedule="multistep", milestones=(30, 60), epochs=90, batch_size=4096, pgd_steps=3,
+        augment="crop-flip",
     ),
 }  # fmt: skip
 

@@ -122,9 +122,9 @@ def train(config: dict, artifacts: dict | None = None) -> None:
             tune.report(flat_metrics(record, info), checkpoint=tune.Checkpoint.from_directory(d))
         reported = True
 
-    run_trial(
-        cfg, device=device, bundle=bundle, checkpoint=state, on_epoch=on_epoch, measurer=measurer
-    )
+    # Epoch lines go to the trial's own log (`stdout` in its trial directory: launch.py).
+    run_trial(cfg, device=device, bundle=bundle, checkpoint=state, on_epoch=on_epoch,
+              measurer=measurer, log=lambda line: print(line, flush=True))  # fmt: skip
     if not reported and record is not None:
         # Restored from the final checkpoint (the driver died after the last report): report
         # once more so the trial's last result is its final one.

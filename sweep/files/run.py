@@ -41,7 +41,9 @@ from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
 def config_id(spec: ModelSpec, checkpoint_sha: str, base: TrialConfig) -> str:
     """What is measured, not where it lies or what it is called: name and path are left out."""
     what = {k: v for k, v in spec.to_dict().items() if k not in ("name", "path")}
-    settings = {k: getattr(base, k) for k in ("dataset", *MEASURE_FIELDS)}
+    # Settings added later count only away from their default: older ids stay valid.
+    settings = {k: getattr(base, k) for k in ("dataset", *MEASURE_FIELDS)
+                if not TrialConfig.at_added_default(k, getattr(base, k))}  # fmt: skip
     blob = json.dumps(
         {"checkpoint_sha256": checkpoint_sha, **what, "measure": settings},
         sort_keys=True,

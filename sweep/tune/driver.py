@@ -55,6 +55,7 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         )
     if sweep.asha:
         lines.append("ASHA early stopping on test_accuracy: on")
+    lines += settings_lines(sweep, trials, where)
     head = f"{'#':>4}  {'method':<11} {'strength':<18} {'seed':>4} {'epochs':>6} {'lr':>9}"
     lines.append(f"{head}  config_id")
     for i, c in enumerate(trials, 1):
@@ -62,6 +63,37 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         row = f"{i:>4}  {c.method:<11} {s:<18} {c.seed:>4} {c.epochs:>6} {c.lr:>9.3g}"
         lines.append(f"{row}  {c.config_id}")
     return "\n".join(lines)
+
+
+def settings_lines(sweep: SweepConfig, trials: list[TrialConfig], where: Where) -> list[str]:
+    """What the trials' dataset defaults resolve to, and the sweep's estimated GPU cost."""
+    from sweep.plan.cost import TRAIN_IMAGES, cost_lines
+    from trainables.resolved import input_shape, resolved_settings
+
+    probe = trials[0] if trials else TrialConfig.from_dict(sweep.trial_dict("none", 0.0, 0))
+    shape = input_shape(probe)
+    r = resolved_settings(probe, shape)
+    lines = [
+        f"measured with: {r['eval_points']} evaluation points, {r['noise_draws']} noise draws, "
+        f"step sizes {r['eps']} (headline {r['headline_eps']:g}); tangents from a latent of "
+        f"{r['latent_dim']}; score at sigma {r['score_sigma']:g}; alignment "
+        f"{r['alignment_metric']} of {r['alignment_gradient']} vs {r['alignment_reference']}",
+        f"artifacts: autoencoder <= {r['ae_max_epochs']} epochs, denoiser <= "
+        f"{r['denoiser_max_epochs']} epochs; training: augment {r['augment']}, bf16 mixed "
+        f"precision on CUDA {'on' if r['mixed_precision_on_cuda'] else 'off'}",
+    ]
+    costed = list(trials)
+    for method in sweep.searched_methods:  # a search's trials, at the middle of its range
+        lo, hi = sweep.search_bounds(method)
+        mid = TrialConfig.from_dict(sweep.trial_dict(method, 10 ** ((lo + hi) / 2), 0))
+        costed += [mid] * (sweep.search_trials * sweep.seeds)
+    if probe.dataset in TRAIN_IMAGES:
+        n_train = TRAIN_IMAGES[probe.dataset]
+    else:
+        from trainables.data import load_dataset
+
+        n_train = len(load_dataset(probe.dataset, 0, where.data_root).train)
+    return lines + cost_lines(costed, n_train)
 
 
 def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) -> int:

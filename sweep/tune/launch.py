@@ -172,6 +172,10 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 name=name,
                 storage_path=where.exp_dir,
                 verbose=1,  # with the legacy engine: our progress line only
+                # Each trial's epoch lines: `stdout` in its trial directory, uploaded with its
+                # checkpoints (the trial's working directory holds nothing else of ours).
+                log_to_file=True,
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 failure_config=tune.FailureConfig(max_failures=where.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),

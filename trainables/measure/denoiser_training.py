@@ -47,6 +47,7 @@ def train_denoiser(
     patience: int = 30,
     val_fraction: float = 0.1,
     device: str | torch.device | None = None,
+    progress=None,
 ) -> Path:
     """Train D by denoising score matching on x_train `(N, C, H, W)` in [0, 1]; save; return path.
 
@@ -134,6 +135,8 @@ def train_denoiser(
             nn.utils.clip_grad_norm_(D.parameters(), 1.0)
             opt.step()
         history.append(val_loss())
+        if progress is not None:  # progress(epoch, what, value)
+            progress(epoch, "validation loss", history[-1])
         sched.step(history[-1])
         if history[-1] < best * (1 - 1e-3):
             best, best_epoch, best_state = history[-1], epoch, copy.deepcopy(D.state_dict())

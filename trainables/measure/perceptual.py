@@ -141,6 +141,19 @@ def _quiet(fn, *args, **kw):
         return fn(*args, **kw)
 
 
+# The name each metric's values are recorded under (before any "@xN" resize suffix).
+METRIC_NAMES = {"lpips": "lpips-alex", "stlpips": "stlpips-alex"}
+
+
+def resolve_metric_kind(kind: str) -> str:
+    """ "auto" -> "lpips" when its AlexNet weights are cached here, else "stlpips"."""
+    if kind == "auto":
+        return "lpips" if lpips_trunk_path().is_file() else "stlpips"
+    if kind not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {kind!r}; known: auto, {', '.join(METRIC_NAMES)}")
+    return kind
+
+
 def _build_lpips() -> PerceptualMetric:
     path = lpips_trunk_path()
     if not path.is_file():
@@ -159,7 +172,7 @@ def _build_lpips() -> PerceptualMetric:
         _, idx, param = key.split(".")  # "slice1.0.weight" <- "features.0.weight"
         mapped[key] = trunk[f"features.{idx}.{param}"]
     net.net.load_state_dict(mapped, strict=True)
-    return PerceptualMetric("lpips-alex", net)
+    return PerceptualMetric(METRIC_NAMES["lpips"], net)
 
 
 def _build_stlpips() -> PerceptualMetric:
@@ -179,18 +192,14 @@ def _build_stlpips() -> PerceptualMetric:
         raise ValueError(
             f"{path} does not match ST-LPIPS: missing {missing}, unexpected {unexpected}"
         )
-    return PerceptualMetric("stlpips-alex", net)
+    return PerceptualMetric(METRIC_NAMES["stlpips"], net)
 
 
 def build_metric(kind: str = "auto", device: str | torch.device = "cpu") -> PerceptualMetric:
     """ "lpips" (paper; needs cached AlexNet weights), "stlpips" (offline), or "auto" (lpips if
     its weights are present, else stlpips). Never touches the network."""
-    if kind == "auto":
-        kind = "lpips" if lpips_trunk_path().is_file() else "stlpips"
     builders = {"lpips": _build_lpips, "stlpips": _build_stlpips}
-    if kind not in builders:
-        raise ValueError(f"unknown metric {kind!r}; known: auto, lpips, stlpips")
-    return builders[kind]().to(device)
+    return builders[resolve_metric_kind(kind)]().to(device)
 
 
 def alignment(g: torch.Tensor, s: torch.Tensor, metric: PerceptualMetric) -> torch.Tensor:
