@@ -151,6 +151,35 @@ def _overview(doc: Document, res: Results, rng_seed: int, n_boot: int) -> None:
             + "; ".join("/".join(r) for r in versions.itertuples(index=False))
             + "."
         )
+    warning = chance_warning(t)
+    if warning:
+        doc.bullets([f"**Warning**: {warning}"])
+
+
+# Test accuracy within this of chance (1 / num_classes) counts as "near chance".
+CHANCE_MARGIN = 0.05
+
+
+def chance_warning(trials: pd.DataFrame) -> str:
+    """A sentence when completed trials are near chance accuracy (their gradients then say
+    little about alignment), or "". Needs the num_classes column (tables since it exists)."""
+    if "num_classes" not in trials:
+        return ""
+    done = trials[(trials["status"] == "completed") & (trials["num_classes"] > 0)]
+    if done.empty:
+        return ""
+    chance = 1.0 / done["num_classes"]
+    near = done[done["test_accuracy"] <= chance + CHANCE_MARGIN]
+    if near.empty:
+        return ""
+    lowest = ", ".join(f"{r.method} {r.strength:g}" for r in near.head(5).itertuples())
+    what = ("every completed trial is" if len(near) == len(done)
+            else f"{len(near)} of {len(done)} completed trials are")  # fmt: skip
+    return (
+        f"{what} within {CHANCE_MARGIN:g} of chance test accuracy (1 / number of classes; "
+        f"e.g. {lowest}): such models did not learn the task, their gradients say little "
+        f"about alignment (train longer, or a weaker strength)"
+    )
 
 
 def _summary(doc: Document, tables: dict) -> None:

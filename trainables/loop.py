@@ -207,7 +207,8 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log) -> Tria
         if on_epoch is not None:
             on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
     status = "completed" if status == "running" else status
-    return summarize(cfg, state, status, n_train=len(data), n_test=len(bundle.test))
+    return summarize(cfg, state, status, n_train=len(data), n_test=len(bundle.test),
+                     num_classes=bundle.num_classes)  # fmt: skip
 
 
 def summarize(cfg: TrialConfig, state: TrialState, status: str, **info) -> TrialRecord:

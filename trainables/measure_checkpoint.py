@@ -87,6 +87,7 @@ def measure_checkpoint(
         [measured],
         "completed",
         n_test=len(bundle.test),
+        num_classes=bundle.num_classes,
         versions={"torch": torch.__version__},
         checkpoint={
             "spec": spec.to_dict(),

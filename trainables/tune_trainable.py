@@ -99,6 +99,7 @@ def train(config: dict, artifacts: dict | None = None) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "n_train": len(train_subset(bundle, cfg)),
         "n_test": len(bundle.test),
+        "num_classes": bundle.num_classes,
         "versions": package_versions(),
     }
     reported = False

@@ -78,6 +78,13 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "-1 if never measured",
         optional=True,
     ),
+    Column(
+        "num_classes",
+        "int64",
+        "classes",
+        "classes of the dataset (chance accuracy = 1 / num_classes); 0 if not recorded",
+        optional=True,
+    ),
     Column("status", "str", "-", f"trial outcome, one of {', '.join(STATUSES)}"),
     Column("test_accuracy", "float64", "fraction [0, 1]", "final test accuracy", True),
     Column("train_loss", "float64", "nats", "final mean training loss (objective)", False),

@@ -42,6 +42,7 @@ class TrialRecord:
     measured_epoch: int = -1
     n_train: int = 0  # training examples used (train_subset applied)
     n_test: int = 0
+    num_classes: int = 0  # of the dataset (0: not recorded, before this field existed)
     versions: dict[str, str] = field(default_factory=dict)  # {pags, torch, ray}
     pid: int = -1  # process id of the trial (the reliability tests kill it)
     node: str = ""  # host name

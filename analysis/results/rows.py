@@ -78,6 +78,7 @@ def trial_row(
         status=status or (record.status if record else "running"),
         epochs_trained=record.epochs_trained if record else 0,
         measured_epoch=record.measured_epoch if record else -1,
+        num_classes=record.num_classes if record else 0,
         wall_time_s=record.wall_time_s if record else math.nan,
         pid=record.pid if record else -1,
         node=record.node if record else "",
