@@ -22,9 +22,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from analysis.errors import one_line
+from analysis.results.errors import InputError, one_line
 from sweep import storage
-from trainables.errors import InputError
 
 PROBE_PREFIX = ".pags-probe-"  # a probe object's name; deleted right after it is written
 

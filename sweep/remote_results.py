@@ -16,8 +16,14 @@ from collections.abc import Callable
 import pyarrow.fs as pafs
 
 from analysis import ResultsError
-from analysis.errors import one_line
-from analysis.schema import MAPS_DIR, MEASURES_FILE, SEARCH_BEST_FILE, SWEEP_FILE, TRIALS_FILE
+from analysis.results.errors import one_line
+from analysis.results.layout import (
+    MAPS_DIR,
+    MEASURES_FILE,
+    SEARCH_BEST_FILE,
+    SWEEP_FILE,
+    TRIALS_FILE,
+)
 from sweep import storage
 
 READ = (TRIALS_FILE, MEASURES_FILE, SWEEP_FILE, SEARCH_BEST_FILE)

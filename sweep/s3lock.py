@@ -30,8 +30,9 @@ import threading
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
+from analysis.results.errors import InputError
+from analysis.results.layout import LOCK_FILE
 from sweep.locations import s3_client, split_s3
-from trainables.errors import InputError
 
 LEASE_S = 60.0  # a lock not renewed for this long belongs to a driver that is gone
 RACES = 5  # attempts when the lock vanishes or changes between our reads
@@ -117,8 +118,6 @@ def acquire(client, bucket: str, key: str, exp_dir: str, lease_s: float = LEASE_
 def held(exp_dir: str, lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the S3 experiment `exp_dir` for one running sweep (see the module doc)."""
     from botocore.exceptions import ClientError
-
-    from sweep.experiment import LOCK_FILE
 
     bucket, prefix = split_s3(exp_dir)
     key = "/".join(p for p in (prefix, LOCK_FILE) if p)

@@ -95,7 +95,7 @@ class S3:
     def results(self, prefix: str, tmp_path: Path):
         """The experiment's two tables under `prefix`, read from the bucket."""
         from analysis import load_results
-        from analysis.schema import MEASURES_FILE, TRIALS_FILE
+        from analysis.results.layout import MEASURES_FILE, TRIALS_FILE
 
         local = tmp_path / f"from-s3-{prefix.replace('/', '-')}"
         local.mkdir()

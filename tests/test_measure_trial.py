@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from analysis import schema
+from analysis.results import tables
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
@@ -57,7 +57,7 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     assert energy == pytest.approx(1.0, abs=1e-6)
     assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-6)
     # rows fit the documented long-format schema
-    schema.coerce(df.assign(config_id=cfg.config_id), "measures")
+    tables.coerce(df.assign(config_id=cfg.config_id), "measures")
     # alignment against null maps is reported beside the headline
     al = df[(df.measure == "alignment") & (df.metric == summary["alignment_metric"])]
     al = al[al.reference == summary["alignment_reference"]].set_index("gradient")["value"]

@@ -1,5 +1,5 @@
 """Checkpoints on object storage are pruned only when Tune's stored state can no longer name
-them (sweep/prune.py): a trial's checkpoint goes once a newer one registered and the stored
+them (sweep/tune/prune.py): a trial's checkpoint goes once a newer one registered and the stored
 experiment state changed twice since (one upload may have been in flight when it registered).
 Run on a local directory: the callback goes through pyarrow as on S3."""
 
@@ -8,7 +8,7 @@ import types
 
 import pyarrow.fs as pafs
 
-from sweep.prune import CheckpointPruner, prune_finished
+from sweep.tune.prune import CheckpointPruner, prune_finished
 
 
 def make(exp, n):

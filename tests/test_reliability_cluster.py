@@ -156,7 +156,7 @@ def assert_moved_and_completed(res, history, victim, before, cluster) -> None:
     checkpointed epoch, each epoch once in its learning curve."""
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
-    assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all(), t
+    assert set(t["status"]) == {"completed"} and (t["epochs_trained"] == 4).all(), t
     assert t.loc[victim, "node_id"] != cluster["worker_node_id"]
     moved = [r for r in history if r["pid"] != before[-1]["pid"]]
     # What the lost worker reported before it died: `before` is only what the test saw when

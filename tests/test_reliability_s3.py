@@ -32,9 +32,15 @@ from test_reliability_helpers import (
     wait_until,
 )
 
-from analysis.schema import MEASURES_FILE, SEARCH_BEST_FILE, SWEEP_FILE, TRIALS_FILE
-from sweep.experiment import LOCK_FILE
-from sweep.search import STUDY_FILE, study_name
+from analysis.results.layout import (
+    LOCK_FILE,
+    MEASURES_FILE,
+    SEARCH_BEST_FILE,
+    STUDY_FILE,
+    SWEEP_FILE,
+    TRIALS_FILE,
+)
+from sweep.tune.search import study_name
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -83,7 +89,7 @@ def test_sweep_on_s3_stores_everything_there_and_refuses_a_second_driver(uninter
     res = uninterrupted["results"]
     assert len(res.trials) == 4 and res.trials["config_id"].is_unique
     assert set(res.trials["status"]) == {"completed"}
-    assert (res.trials["epochs_completed"] == 4).all()
+    assert (res.trials["epochs_trained"] == 4).all()
 
     code, log, lock = uninterrupted["second"]
     assert uninterrupted["first_running"], "the first sweep ended before the second was refused"

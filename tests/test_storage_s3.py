@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from s3_server import s3_endpoint_fixture, s3_fixture  # noqa: F401 - fixtures
 
-from sweep import cluster, locations, s3lock
+from analysis.results.errors import InputError
+from analysis.results.layout import LOCK_FILE
+from sweep import locations, s3lock
 from sweep.cli import main
-from sweep.experiment import LOCK_FILE, locked
-from trainables.errors import InputError
+from sweep.experiment import locked
+from sweep.tune import cluster
 
 SWEEP = ["sweep", "--preset", "digits-quick", "--methods", "none", "--epochs", "1"]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,14 +1,15 @@
-"""The Optuna study's storage per location (sweep/study_storage.py): the mount's filesystem type
-decides for a new experiment, the file already there decides on a rerun, and the journal
-storage holds a study across reopenings as SQLite does. (The killed-and-resumed search with
-each storage: tests/test_sweep_search_run.py; on S3: tests/test_reliability_s3.py.)"""
+"""The Optuna study's storage per location (sweep/tune/study_storage.py): the mount's
+filesystem type decides for a new experiment, the file already there decides on a rerun, and
+the journal storage holds a study across reopenings as SQLite does. (The killed-and-resumed
+search with each storage: tests/test_sweep_search_run.py; on S3: tests/test_reliability_s3.py.)"""
 
 import optuna
 import pytest
 
-from sweep import study_storage
-from sweep.study_storage import JOURNAL_FILE, SQLITE_FILE, is_shared_mount, local_study, mount_type
-from trainables.errors import InputError
+from analysis.results.errors import InputError
+from analysis.results.layout import JOURNAL_FILE, STUDY_FILE
+from sweep.tune import study_storage
+from sweep.tune.study_storage import is_shared_mount, local_study, mount_type
 
 MOUNTINFO = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -37,7 +38,7 @@ def test_shared_mounts_are_recognized_by_type():
 def test_local_disk_gets_sqlite_and_the_existing_file_decides(tmp_path, monkeypatch):
     monkeypatch.delenv(study_storage.ENV, raising=False)
     exp = tmp_path / "exp"
-    assert local_study(str(exp)) == f"sqlite:///{exp / SQLITE_FILE}"  # this machine: local
+    assert local_study(str(exp)) == f"sqlite:///{exp / STUDY_FILE}"  # this machine: local
     exp.mkdir()
     (exp / JOURNAL_FILE).write_text("")
     assert local_study(str(exp)) == f"journal:///{exp / JOURNAL_FILE}"

@@ -1,4 +1,4 @@
-"""The peak search's Optuna side without Ray (sweep/search.py): seeds per strength, the mean
+"""The peak search's Optuna side without Ray (sweep/tune/search.py): seeds per strength, the mean
 told once all seeds ended, the accuracy constraint, a study that survives the driver."""
 
 import math
@@ -7,8 +7,8 @@ import pickle
 import optuna
 import pytest
 
-from sweep.search import StrengthSearcher, study_name, summarize
-from sweep.study_storage import sqlite_url
+from sweep.tune.search import StrengthSearcher, study_name, summarize
+from sweep.tune.study_storage import sqlite_url
 from trainables.tune_trainable import searched_strength
 
 

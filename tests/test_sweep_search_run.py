@@ -14,9 +14,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from test_reliability_helpers import descendants, finish, reap, reports, start_sweep, wait_until
 
 from analysis import load_results
-from sweep import study_storage
-from sweep.search import STUDY_FILE, study_name
-from sweep.study_storage import JOURNAL_FILE, sqlite_url
+from analysis.results.layout import JOURNAL_FILE, STUDY_FILE
+from sweep.tune import study_storage
+from sweep.tune.search import study_name
+from sweep.tune.study_storage import sqlite_url
 
 pytestmark = pytest.mark.ray
 

@@ -8,7 +8,7 @@
   journal appends JSON lines and locks by creating a file, which NFSv3+ does atomically.
 - Object storage (s3://, gs://, any URI): neither can write in place, so the driver works on a
   local SQLite copy under the artifacts cache and uploads it after every ask and tell
-  (sweep/search.py `StudyFile`); a rerun on another machine fetches it first.
+  (sweep/tune/search.py `StudyFile`); a rerun on another machine fetches it first.
 
 The file already in the experiment decides on a rerun (a study is never split across two
 storages); `PAGS_STUDY_STORAGE=journal` (or `sqlite`) chooses for a new experiment on a
@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 
-SQLITE_FILE = "optuna-study.db"
-JOURNAL_FILE = "optuna-journal.log"
+from analysis.results.errors import InputError
+from analysis.results.layout import JOURNAL_FILE, STUDY_FILE
+
 JOURNAL_SCHEME = "journal:///"
 ENV = "PAGS_STUDY_STORAGE"  # journal | sqlite: the choice for a new experiment
 # Filesystem types whose fcntl locks SQLite cannot trust, or that several hosts mount.
@@ -61,15 +62,13 @@ def is_shared_mount(path: str, mountinfo: str | None = None) -> bool:
 
 def local_study(exp_dir: str) -> str:
     """The study's name (see the module doc) for an experiment on a local path."""
-    sqlite, journal = os.path.join(exp_dir, SQLITE_FILE), os.path.join(exp_dir, JOURNAL_FILE)
+    sqlite, journal = os.path.join(exp_dir, STUDY_FILE), os.path.join(exp_dir, JOURNAL_FILE)
     if os.path.exists(journal):
         return JOURNAL_SCHEME + os.path.abspath(journal)
     if os.path.exists(sqlite):
         return sqlite_url(sqlite)
     choice = os.environ.get(ENV, "")
     if choice not in ("", "journal", "sqlite"):
-        from trainables.errors import InputError
-
         raise InputError(f"{ENV}={choice!r} is invalid; allowed: journal, sqlite (or unset)")
     if choice == "journal" or (not choice and is_shared_mount(exp_dir)):
         return JOURNAL_SCHEME + os.path.abspath(journal)

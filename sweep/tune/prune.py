@@ -22,7 +22,8 @@ import time
 import pyarrow.fs as pafs
 from ray import tune
 
-from sweep import storage, tune_state
+from sweep import storage
+from sweep.tune import tune_state
 
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint directory names: checkpoint_000003
 

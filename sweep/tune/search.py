@@ -7,7 +7,7 @@ The constraint goes to Optuna as `trial.set_constraint("accuracy", threshold - a
 (feasible <= 0), which TPE uses to prefer feasible regions and `study.best_trial` honours.
 
 The study lives in `<experiment>/STUDY_FILE` (SQLite through Optuna's RDB storage; on a shared
-mount `optuna-journal.log`, Optuna's journal: sweep/study_storage.py), one study per searched
+mount `optuna-journal.log`, Optuna's journal: sweep/tune/study_storage.py), one study per searched
 method named `search-<method>`:
 
     optuna.load_study(study_name="search-gradnorm", storage="sqlite:///EXP/optuna-study.db")
@@ -34,11 +34,13 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from sweep import storage, study_storage
-from sweep.config import OBJECTIVES
+from analysis.results import layout
+from analysis.results.layout import STUDY_FILE
+from sweep import storage
+from sweep.plan.config import OBJECTIVES
+from sweep.tune import study_storage
 from trainables.tune_trainable import searched_strength
 
-STUDY_FILE = study_storage.SQLITE_FILE
 PARAM = "log10_strength"  # the searched parameter (Tune config key and Optuna param name)
 CONSTRAINT = "accuracy"  # threshold - mean test accuracy; feasible <= 0
 FINAL = ("completed", "diverged")  # a seed's last status that ends it (trainables/loop.py)
@@ -166,7 +168,7 @@ class StrengthSearcher(Searcher):
         frozen = self.study.trials[number]
         if frozen.state.is_finished():
             return
-        trial = optuna.trial.Trial(self.study, frozen._trial_id)  # no public lookup by number
+        trial = optuna.trial.Trial(self.study, self._trial_id(number))
         trial.set_user_attr("seeds", sorted(ended))
         trial.set_user_attr("values", [ended[s][0] for s in sorted(ended)])
         trial.set_user_attr("test_accuracies", [ended[s][1] for s in sorted(ended)])
@@ -181,6 +183,15 @@ class StrengthSearcher(Searcher):
     def _changed(self) -> None:
         if self.saved is not None:
             self.saved()
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of Optuna trial `number`, through the storage's public API (a
+        trial asked by an earlier driver has no Trial object in this one)."""
+        storage = study_storage.open_storage(self.url)
+        if isinstance(storage, str):  # an SQLAlchemy URL
+            storage = optuna.storages.RDBStorage(storage)
+        study_id = storage.get_study_id_from_name(study_name(self.method))
+        return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
     # ---- state saved with Tune's experiment (the study is on disk) ------------------------
     def get_state(self) -> dict[str, Any]:
@@ -251,7 +262,7 @@ def summarize(url: str, method: str, where: str | None = None) -> dict[str, Any]
 
 
 class StudyFile:
-    """Where the study lives (sweep/study_storage.py): on local disk SQLite, on a shared mount
+    """Where the study lives (sweep/tune/study_storage.py): on local disk SQLite, on a shared mount
     Optuna's journal, both in the experiment. SQLite needs a local file, so for an experiment
     on a URI (s3://, file:// through pyarrow) the driver works on a copy under the artifacts
     cache, fetched from the experiment when it is missing there and copied back after every
@@ -259,7 +270,7 @@ class StudyFile:
     dies leaves the bucket's copy as current as its own."""
 
     def __init__(self, exp_dir: str, cache_dir: str, sweep_id: str):
-        self.remote = storage.join(exp_dir, STUDY_FILE) if storage.is_uri(exp_dir) else None
+        self.remote = layout.study_file(exp_dir) if storage.is_uri(exp_dir) else None
         if self.remote is None:
             self.local = None
             self.url = study_storage.local_study(exp_dir)
