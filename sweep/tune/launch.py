@@ -149,6 +149,11 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     path = storage.join(where.exp_dir, name)
     remote = storage.is_uri(path)
+    if remote:
+        # Tune uploads its experiment state (what a rerun restores) in the background, by
+        # default at most every 10 s or more once checkpoints no longer force it (prune.py):
+        # a driver killed then left a state epochs behind its trials. Every second instead.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     tune_state.repair(path)
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
