@@ -197,8 +197,8 @@ def test_a_trial_remeasured_with_no_flags_reproduces_itself(trained, tmp_path):
             "noise_draws=2") in out  # fmt: skip
     row = load_results(out_dir).trials.iloc[0]
     for col in HEADLINE:
-        assert row[col] == result[col], col
-    assert row["alignment_metric"] == result["alignment_metric"] != "auto"
+        assert row[col] == result["summary"][col], col
+    assert row["alignment_metric"] == result["summary"]["alignment_metric"] != "auto"
 
 
 def test_checkpoints_measured_differently_are_refused_together(trained, tmp_path):
