@@ -44,6 +44,31 @@ def _set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+SCORE_HELP = (
+    "the score alignment is measured against: denoiser (default: the project's own, trained "
+    "once per dataset) or edm:PATH (an EDM-style denoiser file, at score_sigma; docs/cluster.md)"
+)
+
+
+def add_score_option(p) -> None:
+    p.add_argument("--score", metavar="denoiser|edm:PATH", help=SCORE_HELP)
+
+
+def score_set(spec: str | None) -> dict[str, str]:
+    """`--score` as a config override: {} for the default, {"score": "edm:/absolute/path"};
+    the file must exist (trials may run elsewhere in the cluster: the path must be shared)."""
+    from trainables.config import SCORE_PREFIX
+
+    if spec is None or spec == "denoiser":
+        return {}
+    path = spec[len(SCORE_PREFIX) :] if spec.startswith(SCORE_PREFIX) else ""
+    if not path:
+        raise UsageError(f"--score {spec!r} is unknown; allowed: denoiser or edm:PATH")
+    if not os.path.isfile(path):
+        raise UsageError(f"--score {spec!r}: no file at {path}; allowed: an EDM denoiser file")
+    return {"score": SCORE_PREFIX + os.path.abspath(path)}
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train and measure one trial (no Ray)")
     p.add_argument(
@@ -73,6 +98,7 @@ def add_train_parser(sub) -> None:
         help="print the derived config and its config_id as JSON, train nothing",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_score_option(p)
 
 
 def trial_config_from_args(args) -> Any:
@@ -86,6 +112,7 @@ def trial_config_from_args(args) -> Any:
     if args.no_measure:
         sets["measure"] = False
     sets.update(_set_pairs(args.set))
+    sets.update(score_set(args.score))
     where = {"data_root": args.data_root} if args.data_root else {}
     if args.preset:
         d = preset_trial_dict(
@@ -219,6 +246,7 @@ def add_sweep_parser(sub) -> None:
     )
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
+    add_score_option(p)
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")
     p.add_argument(
         "--objective", help="--search: what it optimizes (default alignment), mean over seeds"
@@ -252,7 +280,7 @@ def cmd_sweep(args) -> int:
         strengths=args.strengths,
         seeds=args.seeds,
         epochs=args.epochs,
-        sets=_set_pairs(args.set),
+        sets={**_set_pairs(args.set), **score_set(args.score)},
         search=args.search,
         objective=args.objective,
         search_trials=args.trials,

@@ -23,6 +23,8 @@ OPTIONAL = ("strength", "label", "seed", "epoch", "activation")
 
 def add_measure_parser(sub) -> None:
     """No torch import here: every `pags` command builds this parser."""
+    from sweep.cli import add_score_option
+
     p = sub.add_parser("measure", help="measure checkpoint files as a trial measures its model")
     p.add_argument("--dataset", default="digits-distractor")
     src = p.add_mutually_exclusive_group(required=True)
@@ -31,7 +33,7 @@ def add_measure_parser(sub) -> None:
     p.add_argument(
         "--format",
         default="pags",
-        help="for --checkpoint: pags (default), state_dict, torchvision, robustness",
+        help="for --checkpoint: pags (default), state_dict, torchvision, robustbench, robustness",
     )
     p.add_argument("--arch", default="", help="for --checkpoint (not pags): architecture name")
     p.add_argument("--activation", default="softplus", help="for pags architectures")
@@ -41,6 +43,7 @@ def add_measure_parser(sub) -> None:
     p.add_argument("--epoch", type=int, help="epoch column and noise seed (default: file's or 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="measurement settings, e.g. eval_points=200")  # fmt: skip
+    add_score_option(p)
     p.add_argument("--output", default="results/measure", help="results directory")
     p.add_argument("--data-root", default="")
     p.add_argument("--cache-dir", default="", help="shared artifacts cache (as pags sweep)")
@@ -53,7 +56,7 @@ def add_measure_parser(sub) -> None:
 
 
 def cmd_measure(args) -> int:
-    from sweep.cli import UsageError, _set_pairs
+    from sweep.cli import UsageError, _set_pairs, score_set
     from sweep.measure import run_measure
     from trainables.config import TrialConfig
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
@@ -63,6 +66,7 @@ def cmd_measure(args) -> int:
         if key not in MEASURE_FIELDS:
             raise UsageError(f"--set {key!r} is not a measurement setting; allowed: "
                              f"{', '.join(MEASURE_FIELDS)}")  # fmt: skip
+    sets.update(score_set(args.score))
     cache = os.path.abspath(args.cache_dir) if args.cache_dir else ""
     data_root = os.path.abspath(args.data_root) if args.data_root else ""
     base = TrialConfig.from_dict(
@@ -108,16 +112,22 @@ def _check_args(args) -> None:
 
 def spec_problem(fmt: str, arch: str, strength: float, activation: str) -> str:
     """What is wrong with these values (one line), or ""."""
+    from trainables import zoo
     from trainables.checkpoints import FORMATS, torchvision_archs
     from trainables.models import ACTIVATIONS, MODELS
 
     if fmt not in FORMATS:
         return f"format {fmt!r} is unknown; allowed: {', '.join(FORMATS)}"
-    if fmt != "pags" and arch not in MODELS and arch not in torchvision_archs():
+    if fmt == "robustbench" and not zoo.is_zoo_arch(arch):
+        return f"arch {arch!r} is not a RobustBench-zoo architecture; allowed: " + ", ".join(
+            zoo.EXAMPLES
+        )
+    known_arch = arch in MODELS or zoo.is_zoo_arch(arch) or arch in torchvision_archs()
+    if fmt != "pags" and not known_arch:
         known = ", ".join(MODELS.names())
         return (
-            f"arch {arch!r} is unknown for format {fmt}; allowed: {known} or a torchvision "
-            "architecture (e.g. resnet18)"
+            f"arch {arch!r} is unknown for format {fmt}; allowed: {known}, a RobustBench-zoo "
+            f"architecture ({', '.join(zoo.EXAMPLES)}) or a torchvision one (e.g. resnet18)"
         )
     if not (math.isfinite(strength) and strength >= 0):
         return f"strength {strength!r} is invalid; allowed: a finite number >= 0"

@@ -21,10 +21,27 @@ from trainables.errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")
 ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
+ROBUST_ATTACKS = ("apgd-ce", "autoattack", "none")  # trainables/measure/robustness.py ATTACKS
+SCORE_PREFIX = "edm:"
+
+
+def check_score_spec(spec: str) -> None:
+    """`score`: "" (the project's denoiser) or "edm:PATH" (trainables/measure/edm.py)."""
+    if spec and not (spec.startswith(SCORE_PREFIX) and len(spec) > len(SCORE_PREFIX)):
+        raise InputError(
+            f"score={spec!r} is unknown; allowed: '' (the project's denoiser) or edm:PATH "
+            "(an EDM-style denoiser file)"
+        )
 
 
 def _where(**meta: Any) -> Any:
     return field(default="", metadata={"identity": False, **meta})
+
+
+def _added(default: Any) -> Any:
+    """A field added after sweeps were run: part of the identity only when it differs from its
+    default, so every config_id written before it existed stays the same."""
+    return field(default=default, metadata={"identity": "unless-default"})
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,14 @@ class TrialConfig:
     latent_dim: int = 0
     score_sigma: float = 0.0
     alignment_metric: str = "auto"
+    # robustness (trainables/measure/robustness.py, certify.py); docs/method.md
+    robust_attack: str = _added("apgd-ce")  # "none" = no robust accuracy
+    robust_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
+    certify_sigma: float = _added(0.0)  # 0 = the trial's sigma if randsmooth, else no certificate
+    certify_n0: int = _added(100)
+    certify_n: int = _added(1000)
+    certify_alpha: float = _added(0.001)
+    score: str = _added("")  # "" = the project's denoiser; "edm:PATH" = a user's EDM-style file
     data_root: str = _where()
     artifacts_dir: str = _where()
 
@@ -100,6 +125,16 @@ class TrialConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
+        _choice("robust_attack", self.robust_attack, ROBUST_ATTACKS)
+        _at_least("robust_radius", self.robust_radius, 0.0)
+        _at_least("certify_sigma", self.certify_sigma, 0.0)
+        _at_least("certify_n0", self.certify_n0, 1)
+        _at_least("certify_n", self.certify_n, 1)
+        if not 0 < self.certify_alpha < 0.5:
+            raise InputError(
+                f"certify_alpha={self.certify_alpha!r} is invalid; allowed: a number in (0, 0.5)"
+            )
+        check_score_spec(self.score)
         _at_least("strength", self.strength, 0.0)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
@@ -128,11 +163,12 @@ class TrialConfig:
         return dataclasses.asdict(self)
 
     def identity_dict(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata.get("identity", True)
-        }
+        out = {}
+        for f in dataclasses.fields(self):
+            rule, value = f.metadata.get("identity", True), getattr(self, f.name)
+            if rule is True or (rule == "unless-default" and value != f.default):
+                out[f.name] = value
+        return out
 
     @property
     def config_id(self) -> str:

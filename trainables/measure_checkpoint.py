@@ -26,6 +26,8 @@ from trainables.measure.evaluate import build_measurer
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
+    "robust_attack", "robust_radius", "certify_sigma", "certify_n0", "certify_n",
+    "certify_alpha", "score",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
 
@@ -70,6 +72,9 @@ def measure_checkpoint(
     seed = _first(spec.seed, loaded.seed, 0)
     epoch = _first(spec.epoch, loaded.epoch, 0)
     cfg = base.replace(seed=seed)
+    if spec.label == "randsmooth" and spec.strength > 0 and not cfg.certify_sigma:
+        # a randomized-smoothing model is certified at the sigma it was trained with
+        cfg = cfg.replace(certify_sigma=spec.strength)
     bundle = bundle_for(seed)
     model = loaded.model.to(device)
     # As run_trial does around its measurements (denormals), so that the numbers match.

@@ -39,7 +39,8 @@ from trainables.measure.perceptual import (
 from trainables.measure.perceptual import metric_name as alignment_metric_name
 from trainables.measure.protocol import headline_eps, headline_for
 from trainables.measure.rho import RHO1_DRAWS, RHO1_LEVELS, isotropic_rho2, rho1, rho2
-from trainables.measure.score import DenoiserScore
+from trainables.measure.robust_measures import measure_robustness
+from trainables.measure.score_source import trial_score
 from trainables.measure.sensitivity import default_eps, manifold_sensitivity, mask_sensitivity
 
 # Noise levels s (per-pixel std, pixels in [0, 1]) for signal vs distractor noise: every third
@@ -98,7 +99,7 @@ def build_measurer(
     q = art.tangent.to(device)
     eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
     head = headline_for(cfg.dataset)
-    score = DenoiserScore(art.denoiser.to(device), art.config.score_sigma)
+    score = trial_score(cfg, art, device)
     metric = _metric(cfg.alignment_metric, str(device))
     metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
     oracle = bundle.oracle
@@ -209,6 +210,12 @@ def build_measurer(
             exact_r2 = rho2(g.cpu(), oracle.tangent_at(xc))
             rows.append(_row("rho2_exact", exact_r2, epoch, gradient=head.gradient))
             summary["rho2_exact"] = float(exact_r2[torch.isfinite(exact_r2)].mean())
+
+        robust, robust_rows = measure_robustness(
+            cfg, model, x, art.y.to(device), bundle.num_classes, epoch, _row
+        )
+        summary.update(robust)
+        rows += robust_rows
 
         summary["maps"] = {
             "inputs": x[:N_MAPS].cpu().numpy(),
