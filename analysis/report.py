@@ -34,6 +34,7 @@ from analysis.noise import noise_robustness
 from analysis.plots import noise_figure, regime_figure
 from analysis.quality import artifact_quality
 from analysis.regimes import Criteria, criteria_table, fit_regimes, label_trials
+from analysis.robustness import robustness_section
 from analysis.schema import (
     BOUNDARY_COLUMNS,
     CORRELATION_COLUMNS,
@@ -81,6 +82,8 @@ def write_report(
     _step_size_section(doc, tables)
     _correlation_section(doc, tables)
     _quality_section(doc, res.trials)
+    figures.update(_guard(problems, "robustness", {}, robustness_section, doc, res.trials,
+                          figdir, _save))  # fmt: skip
     figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
                           res.sources, out))  # fmt: skip
     _could_not_compute(doc, res, tables, problems)
