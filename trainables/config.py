@@ -81,6 +81,7 @@ class TrialConfig:
     score_sigma: float = 0.0
     alignment_metric: str = "auto"
     # robustness (trainables/measure/robustness.py, certify.py); docs/method.md
+    robustness: bool = _added(True)  # False: neither robust accuracy nor a certificate
     robust_attack: str = _added("apgd-ce")  # "none" = no robust accuracy
     robust_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
     certify_sigma: float = _added(0.0)  # 0 = the trial's sigma if randsmooth, else no certificate

@@ -26,7 +26,7 @@ from trainables.measure.evaluate import build_measurer
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
-    "robust_attack", "robust_radius", "certify_sigma", "certify_n0", "certify_n",
+    "robustness", "robust_attack", "robust_radius", "certify_sigma", "certify_n0", "certify_n",
     "certify_alpha", "score",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"

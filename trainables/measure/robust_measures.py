@@ -51,6 +51,8 @@ def measure_robustness(
     summary: dict = {k: math.nan for k in SUMMARY_KEYS}
     summary.update(robust_attack="", robust_radius=radius)
     rows: list[dict] = []
+    if not cfg.robustness:
+        return summary, rows
     model.eval()
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).double().cpu()
