@@ -36,9 +36,9 @@ def measure_plan(cfg: TrialConfig) -> str:
     from trainables.measure.protocol import headline_for
 
     sigma = cfg.score_sigma or headline_for(cfg.dataset).score_sigma
-    radius = f"{cfg.robust_radius:g}" if cfg.robust_radius else "0.5*sqrt(d/3072)"
-    attack = "off" if cfg.robust_attack == "none" else f"{cfg.robust_attack} L2 at {radius}"
-    cert = f"sigma {cfg.certify_sigma:g}" if cfg.certify_sigma else "randsmooth trials"
+    radius = f"{cfg.attack_radius:g}" if cfg.attack_radius else "0.5*sqrt(d/3072)"
+    attack = "off" if cfg.attack == "none" else f"{cfg.attack} L2 at {radius}"
+    cert = f"sigma {cfg.smoothing_sigma:g}" if cfg.smoothing_sigma else "randsmooth trials"
     return (
         f"measures: score {cfg.score or 'denoiser'} at sigma {sigma:g}; robust accuracy "
         f"{attack}; certification ({cert}) n0={cfg.certify_n0} n={cfg.certify_n} "

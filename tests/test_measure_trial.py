@@ -152,7 +152,7 @@ def test_edm_score_and_robustness_reach_the_trial_row(synthetic, tmp_path):
     cfg, bundle, art, _ = synthetic
     path = tmp_path / "edm-net.pt"
     torch.save(_EDMGaussian(), path)
-    edm_cfg = cfg.replace(score=f"edm:{path}", certify_sigma=0.25, certify_n=200)
+    edm_cfg = cfg.replace(score=f"edm:{path}", smoothing_sigma=0.25, certify_n=200)
     summary, rows = build_measurer(edm_cfg, bundle, torch.device("cpu"), art)(
         BayesClassifier(bundle.oracle), epoch=1
     )

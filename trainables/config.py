@@ -82,11 +82,11 @@ class TrialConfig:
     alignment_metric: str = "auto"
     # robustness (trainables/measure/robustness.py, certify.py); docs/method.md
     robustness: bool = _added(True)  # False: neither robust accuracy nor a certificate
-    robust_attack: str = _added("apgd-ce")  # "none" = no robust accuracy
-    robust_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
-    certify_sigma: float = _added(0.0)  # 0 = the trial's sigma if randsmooth, else no certificate
-    certify_n0: int = _added(100)
-    certify_n: int = _added(1000)
+    attack: str = _added("apgd-ce")  # of robust accuracy; "none" = no robust accuracy
+    attack_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
+    smoothing_sigma: float = _added(0.0)  # 0: a randsmooth trial's sigma, else no certificate
+    certify_n0: int = _added(50)
+    certify_n: int = _added(300)
     certify_alpha: float = _added(0.001)
     score: str = _added("")  # "" = the project's denoiser; "edm:PATH" = a user's EDM-style file
     data_root: str = _where()
@@ -126,9 +126,9 @@ class TrialConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
-        _choice("robust_attack", self.robust_attack, ROBUST_ATTACKS)
-        _at_least("robust_radius", self.robust_radius, 0.0)
-        _at_least("certify_sigma", self.certify_sigma, 0.0)
+        _choice("attack", self.attack, ROBUST_ATTACKS)
+        _at_least("attack_radius", self.attack_radius, 0.0)
+        _at_least("smoothing_sigma", self.smoothing_sigma, 0.0)
         _at_least("certify_n0", self.certify_n0, 1)
         _at_least("certify_n", self.certify_n, 1)
         if not 0 < self.certify_alpha < 0.5:

@@ -26,7 +26,7 @@ from trainables.measure.evaluate import build_measurer
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
-    "robustness", "robust_attack", "robust_radius", "certify_sigma", "certify_n0", "certify_n",
+    "robustness", "attack", "attack_radius", "smoothing_sigma", "certify_n0", "certify_n",
     "certify_alpha", "score",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
@@ -72,9 +72,9 @@ def measure_checkpoint(
     seed = _first(spec.seed, loaded.seed, 0)
     epoch = _first(spec.epoch, loaded.epoch, 0)
     cfg = base.replace(seed=seed)
-    if spec.label == "randsmooth" and spec.strength > 0 and not cfg.certify_sigma:
+    if spec.label == "randsmooth" and spec.strength > 0 and not cfg.smoothing_sigma:
         # a randomized-smoothing model is certified at the sigma it was trained with
-        cfg = cfg.replace(certify_sigma=spec.strength)
+        cfg = cfg.replace(smoothing_sigma=spec.strength)
     bundle = bundle_for(seed)
     model = loaded.model.to(device)
     # As run_trial does around its measurements (denormals), so that the numbers match.

@@ -31,10 +31,10 @@ SUMMARY_KEYS = (
 
 
 def smoothing_sigma(cfg: TrialConfig) -> float | None:
-    """The sigma to certify at: `certify_sigma` if set, else a randsmooth trial's own sigma (its
+    """The sigma to certify at: `smoothing_sigma` if set, else a randsmooth trial's own sigma (its
     strength), else None (no certificate)."""
-    if cfg.certify_sigma > 0:
-        return cfg.certify_sigma
+    if cfg.smoothing_sigma > 0:
+        return cfg.smoothing_sigma
     if cfg.method == "randsmooth" and cfg.strength > 0:
         return cfg.strength
     return None
@@ -47,7 +47,7 @@ def measure_robustness(
     """(summary, rows) at the evaluation points x `(N, C, H, W)`, y `(N,)`; `row(measure,
     per_point_values, epoch, **keys)` builds one measures.parquet row."""
     d = x[0].numel()
-    radius = cfg.robust_radius or robustness.standard_radius(d)
+    radius = cfg.attack_radius or robustness.standard_radius(d)
     summary: dict = {k: math.nan for k in SUMMARY_KEYS}
     summary.update(robust_attack="", robust_radius=radius)
     rows: list[dict] = []
@@ -61,11 +61,11 @@ def measure_robustness(
     # The attack keeps images in [0, 1] (pyautoattack clips there); a set outside it (the linear
     # synthetic set) would be moved by the clipping itself, so it gets no robust accuracy.
     in_box = bool(x.min() >= 0) and bool(x.max() <= 1)
-    if cfg.robust_attack != "none" and in_box:
+    if cfg.attack != "none" and in_box:
         ok = robustness.robust_correct(
-            model, x, y, radius, cfg.robust_attack, seed=cfg.seed + 1000 * epoch
+            model, x, y, radius, cfg.attack, seed=cfg.seed + 1000 * epoch
         ).cpu()
-        name = robustness.attack_name(cfg.robust_attack)
+        name = robustness.attack_name(cfg.attack)
         rows.append(row("robust_accuracy", ok, epoch, eps=radius, metric=name))
         summary.update(robust_accuracy=float(ok.mean()), robust_attack=name)
     sigma = smoothing_sigma(cfg)
