@@ -85,8 +85,8 @@ class TrialConfig:
     attack: str = _added("apgd-ce")  # of robust accuracy; "none" = no robust accuracy
     attack_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
     smoothing_sigma: float = _added(0.0)  # 0: a randsmooth trial's sigma, else no certificate
-    certify_n0: int = _added(50)
-    certify_n: int = _added(300)
+    certify_n0: int = _added(32)
+    certify_n: int = _added(200)
     certify_alpha: float = _added(0.001)
     score: str = _added("")  # "" = the project's denoiser; "edm:PATH" = a user's EDM-style file
     data_root: str = _where()

@@ -17,11 +17,11 @@ confidence 1 - 2 alpha, whose lower end is the one-sided 1 - alpha bound; Cohen'
 statsmodels' proportion_confint(alpha=2 alpha, method="beta"), the same interval).
 
 Defaults, for a CPU trial's budget (BENCHMARKS.md: at most +30% on a digits-quick trial):
-alpha = 0.001 as Cohen's; n0 = 50 and n = 300 instead of their 100 and 100,000 (`certify_n0`,
+alpha = 0.001 as Cohen's; n0 = 32 and n = 200 instead of their 100 and 100,000 (`certify_n0`,
 `certify_n`; raise them on a GPU). PREDICT reads the same n draws as CERTIFY's estimation
 step: each procedure's guarantee holds for any n i.i.d. draws on its own (Cohen et al. ran them
-as separate experiments), and sharing halves the cost. With n = 300 and alpha = 0.001 the
-largest certifiable radius is sigma * Phi^-1(0.001^(1/300)) = 2.0 sigma (Cohen's n: 3.8
+as separate experiments), and sharing halves the cost. With n = 200 and alpha = 0.001 the
+largest certifiable radius is sigma * Phi^-1(0.001^(1/200)) = 1.83 sigma (Cohen's n: 3.81
 sigma), and more points near the decision boundary abstain: compare certified accuracies only
 at the same n.
 
@@ -42,7 +42,7 @@ from torch import nn
 
 from trainables.measure.protocol import CIFAR_DIM
 
-CERTIFY_N0, CERTIFY_N, CERTIFY_ALPHA = 50, 300, 0.001
+CERTIFY_N0, CERTIFY_N, CERTIFY_ALPHA = 32, 200, 0.001
 CIFAR_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)  # Cohen et al.'s CIFAR-10 table, L2, pixels in [0, 1]
 ABSTAIN = -1
 
@@ -55,7 +55,7 @@ def radius_ladder(d: int) -> list[float]:
 @torch.no_grad()
 def class_counts(
     model: nn.Module, x: torch.Tensor, sigma: float, n: int, num_classes: int,
-    gen: torch.Generator, batch: int = 2000,
+    gen: torch.Generator, batch: int = 512,
 ) -> torch.Tensor:  # fmt: skip
     """`(N, K)` int64: how often f(x_i + delta) = c over n draws delta ~ N(0, sigma^2 I)."""
     counts = torch.zeros(len(x), num_classes, dtype=torch.int64, device=x.device)
