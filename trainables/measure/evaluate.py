@@ -212,8 +212,9 @@ def build_measurer(
             summary["rho2_exact"] = float(exact_r2[torch.isfinite(exact_r2)].mean())
 
         robust, robust_rows = measure_robustness(
-            cfg, model, x, art.y.to(device), bundle.num_classes, epoch, _row
-        )
+            cfg, model, x, art.y.to(device), epoch,
+            lambda measure, values, **keys: _row(measure, values, epoch, **keys),
+        )  # fmt: skip
         summary.update(robust)
         rows += robust_rows
 

@@ -41,11 +41,11 @@ def smoothing_sigma(cfg: TrialConfig) -> float | None:
 
 
 def measure_robustness(
-    cfg: TrialConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int,
-    epoch: int, row: Callable[..., dict],
+    cfg: TrialConfig, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int,
+    row: Callable[..., dict],
 ) -> tuple[dict, list[dict]]:  # fmt: skip
     """(summary, rows) at the evaluation points x `(N, C, H, W)`, y `(N,)`; `row(measure,
-    per_point_values, epoch, **keys)` builds one measures.parquet row."""
+    per_point_values, **keys)` builds one measures.parquet row (keys: eps, metric)."""
     d = x[0].numel()
     radius = cfg.attack_radius or robustness.standard_radius(d)
     summary: dict = {k: math.nan for k in SUMMARY_KEYS}
@@ -55,8 +55,10 @@ def measure_robustness(
         return summary, rows
     model.eval()
     with torch.no_grad():
-        clean = (model(x).argmax(1) == y).double().cpu()
-    rows.append(row("eval_accuracy", clean, epoch))
+        logits = model(x)
+    num_classes = logits.shape[1]
+    clean = (logits.argmax(1) == y).double().cpu()
+    rows.append(row("eval_accuracy", clean))
     summary["eval_accuracy"] = float(clean.mean())
     # The attack keeps images in [0, 1] (pyautoattack clips there); a set outside it (the linear
     # synthetic set) would be moved by the clipping itself, so it gets no robust accuracy.
@@ -66,7 +68,7 @@ def measure_robustness(
             model, x, y, radius, cfg.attack, seed=cfg.seed + 1000 * epoch
         ).cpu()
         name = robustness.attack_name(cfg.attack)
-        rows.append(row("robust_accuracy", ok, epoch, eps=radius, metric=name))
+        rows.append(row("robust_accuracy", ok, eps=radius, metric=name))
         summary.update(robust_accuracy=float(ok.mean()), robust_attack=name)
     sigma = smoothing_sigma(cfg)
     if sigma is not None:
@@ -75,10 +77,10 @@ def measure_robustness(
             model, x, sigma, num_classes, gen, cfg.certify_n0, cfg.certify_n, cfg.certify_alpha
         )
         for r in sorted({*certify.radius_ladder(d), radius}):
-            rows.append(row("certified_accuracy", cert.certified_correct(y, r), epoch, eps=r))
-        rows.append(row("smoothed_accuracy", cert.smoothed_correct(y), epoch, eps=sigma))
-        rows.append(row("predict_abstain", cert.predict_abstained(), epoch, eps=sigma))
-        rows.append(row("certify_abstain", cert.certify_abstained(), epoch, eps=sigma))
+            rows.append(row("certified_accuracy", cert.certified_correct(y, r), eps=r))
+        rows.append(row("smoothed_accuracy", cert.smoothed_correct(y), eps=sigma))
+        rows.append(row("predict_abstain", cert.predict_abstained(), eps=sigma))
+        rows.append(row("certify_abstain", cert.certify_abstained(), eps=sigma))
         summary.update(
             certify_sigma=sigma,
             smoothed_accuracy=float(cert.smoothed_correct(y).mean()),
