@@ -25,7 +25,7 @@ from timing import add_machine_args, setup_machine
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sweep.config import preset_trial_dict  # noqa: E402
+from sweep.plan.config import preset_trial_dict  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.data import load_dataset  # noqa: E402
 from trainables.loop import run_trial  # noqa: E402
@@ -60,11 +60,12 @@ def main() -> None:
             seconds = time.perf_counter() - start
             times[robust].append(seconds)
             cpu[robust].append(time.process_time() - start_cpu)
-            extra = (f", robust acc {result['robust_accuracy']:.3f}, certified acc "
-                     f"{result['certified_accuracy']:.3f}") if robust else ""  # fmt: skip
+            got = result.summary
+            extra = (f", robust acc {got['robust_accuracy']:.3f}, certified acc "
+                     f"{got['certified_accuracy']:.3f}") if robust else ""  # fmt: skip
             print(f"{args.method} {args.strength:g} robustness={robust}: {seconds:.1f} s "
                   f"(CPU {cpu[robust][-1]:.1f} s) "
-                  f"(test acc {result['test_accuracy']:.3f}{extra})", flush=True)  # fmt: skip
+                  f"(test acc {got['test_accuracy']:.3f}{extra})", flush=True)  # fmt: skip
     off, on = min(times[False]), min(times[True])
     print(f"wall, best without: {off:.1f} s, with: {on:.1f} s, ratio with/without: {on / off:.3f}")
     off, on = min(cpu[False]), min(cpu[True])

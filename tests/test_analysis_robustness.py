@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import schema  # noqa: E402
 from analysis.report import write_report  # noqa: E402
+from analysis.results import tables  # noqa: E402
 from analysis.robustness import robustness_figure, robustness_table  # noqa: E402
 
 try:
@@ -34,7 +34,7 @@ def _with_robustness(trials: pd.DataFrame) -> pd.DataFrame:
 
 def test_table_means_over_seeds_and_figure_panels():
     trials, _ = make_tables(methods=("gradnorm", "randsmooth"), seeds=(0, 1))
-    t = schema.coerce(_with_robustness(trials), "trials")
+    t = tables.coerce(_with_robustness(trials), "trials")
     table = robustness_table(t)
     one = table[(table.method == "randsmooth") & (table.strength == table.strength.max())]
     rows = t[(t.method == "randsmooth") & (t.strength == t.strength.max())]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from analysis import schema
+from analysis.results import tables
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
@@ -57,7 +57,7 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     assert energy == pytest.approx(1.0, abs=1e-6)
     assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-6)
     # rows fit the documented long-format schema
-    schema.coerce(df.assign(config_id=cfg.config_id), "measures")
+    tables.coerce(df.assign(config_id=cfg.config_id), "measures")
     # alignment against null maps is reported beside the headline
     al = df[(df.measure == "alignment") & (df.metric == summary["alignment_metric"])]
     al = al[al.reference == summary["alignment_reference"]].set_index("gradient")["value"]
@@ -163,4 +163,4 @@ def test_edm_score_and_robustness_reach_the_trial_row(synthetic, tmp_path):
     assert summary["certify_sigma"] == 0.25
     assert 0 <= summary["certified_accuracy"] <= summary["smoothed_accuracy"] <= 1
     assert set(df[df.measure == "certified_accuracy"].eps) >= {0.0}
-    schema.coerce(df.assign(config_id=cfg.config_id), "measures")
+    tables.coerce(df.assign(config_id=cfg.config_id), "measures")

@@ -1,9 +1,9 @@
 """The robustness part of a trial's measurement: robust accuracy under an L2 attack at the
 standard radius (robustness.py) and, for a smoothed classifier, Cohen et al.'s certificate
-(certify.py). One entry point, `measure_robustness`, called by the measurer after everything
-else, with its own random stream, so the other measures' numbers do not change with it.
+(certify.py). `measure_robust` is the suite's measure (last in evaluate.MEASURES), with its
+own random stream, so the other measures' numbers do not change with it.
 
-Summary keys (trials.parquet, analysis/schema.py): eval_accuracy, robust_accuracy,
+Summary keys (trials.parquet, analysis/results/columns.py): eval_accuracy, robust_accuracy,
 robust_attack, robust_radius; with a sigma also certify_sigma, smoothed_accuracy,
 predict_abstain_rate, certify_abstain_rate, certified_accuracy (at robust_radius),
 certified_radius_mean. Rows (measures.parquet): robust_accuracy (eps = radius, metric =
@@ -93,3 +93,10 @@ def measure_robustness(
             ),
         )
     return summary, rows
+
+
+def measure_robust(ctx, probe) -> dict:
+    """The suite's measure (trainables/measure/evaluate.py MEASURES): rows through
+    `probe.row`, the summary returned."""
+    summary, _ = measure_robustness(ctx.cfg, probe.model, ctx.x, ctx.y, probe.epoch, probe.row)
+    return summary

@@ -15,8 +15,8 @@ import functools
 
 import torch
 
+from analysis.results.errors import InputError
 from trainables.config import SCORE_PREFIX, TrialConfig
-from trainables.errors import InputError
 from trainables.measure.artifacts import Artifacts
 from trainables.measure.score import DenoiserScore, ScoreFn
 
