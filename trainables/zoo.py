@@ -91,13 +91,18 @@ class _WRNBlock(nn.Module):
         return out + (x if self.convShortcut is None else self.convShortcut(a))
 
 
+def _stack(block, n: int, c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """n blocks; the first changes the width and the stride."""
+    return nn.Sequential(*(block(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1)
+                           for i in range(n)))  # fmt: skip
+
+
 class _WRNGroup(nn.Module):
+    """A stage as TRADES names it (`layer`); DeepMind's names it `block` (_DMGroup)."""
+
     def __init__(self, n: int, c_in: int, c_out: int, stride: int):
         super().__init__()
-        self.layer = nn.Sequential(
-            *(_WRNBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1)
-              for i in range(n))
-        )  # fmt: skip
+        self.layer = _stack(_WRNBlock, n, c_in, c_out, stride)
 
     def forward(self, x):
         return self.layer(x)
@@ -145,10 +150,7 @@ class _DMBlock(nn.Module):
 class _DMGroup(nn.Module):
     def __init__(self, n: int, c_in: int, c_out: int, stride: int):
         super().__init__()
-        self.block = nn.Sequential(
-            *(_DMBlock(c_in if i == 0 else c_out, c_out, stride if i == 0 else 1)
-              for i in range(n))
-        )  # fmt: skip
+        self.block = _stack(_DMBlock, n, c_in, c_out, stride)
 
     def forward(self, x):
         return self.block(x)
