@@ -27,7 +27,9 @@ from torch import nn
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
 from trainables.measure.artifacts import Artifacts, prepare_artifacts
-from trainables.measure.gradients import input_gradients_many
+from trainables.measure.bayes import exact_bayes_gradient
+from trainables.measure.calibration import trial_yardsticks
+from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.perceptual import (
     alignments,
     bayes_cosine,
@@ -104,6 +106,9 @@ def build_measurer(
     oracle = bundle.oracle
     score_uncond = score(x)
     score_label = score(x, art.y.to(device)) if score.conditional else None
+    # Which yardsticks measure alignment here, and so which one is the headline (issue 19).
+    calib_rows, (head_g, head_ref, head_metric, head_why) = trial_yardsticks(
+        cfg, art, bundle, score, metric, metric_name, device)  # fmt: skip
 
     def measure(model: nn.Module, epoch: int) -> tuple[dict, list[dict]]:
         gen = torch.Generator(device=device).manual_seed(cfg.seed + 1000 * epoch)
@@ -137,9 +142,11 @@ def build_measurer(
             summary["relative_noise_robustness"] = ms["relative"][j]
 
         grads = input_gradients_many(model, x, ["logit_sum", "pred_logit", "log_prob"])
+        grads["log_prob_label"] = input_gradients(model, x, "log_prob", art.y.to(device))
         with torch.no_grad():
             pred = model.eval()(x).argmax(1)
         score_cond = score(x, pred) if score.conditional else score_uncond
+        rows += [{**r, "epoch": epoch} for r in calib_rows]
         nulls = null_maps(x, gen)
         maps = {**grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
                 "score": score_cond, "score_uncond": score_uncond}  # fmt: skip
@@ -151,10 +158,17 @@ def build_measurer(
         if score_label is not None:
             maps["score_label"] = score_label
             pairs.append(("pred_logit", "score_label"))
+            # The identifiable pair: grad log p(y|x) vs the Bayes-gradient estimate
+            # score(x|y) - score(x), at the predicted class and at the true label.
+            maps["bayes_est"] = score_cond - score_uncond
+            maps["bayes_est_label"] = score_label - score_uncond
+            pairs += [("log_prob", "bayes_est"), ("log_prob_label", "bayes_est_label"),
+                      ("null_noise", "bayes_est"), ("null_input", "bayes_est")]  # fmt: skip
         if oracle is not None:  # synthetic set: the exact class-conditional score
             maps["exact_score"] = oracle.score(x.cpu(), art.config.score_sigma, pred.cpu()).to(x)
-            pairs.append(("pred_logit", "exact_score"))
-        headline_pair = (head.gradient, head.reference)
+            maps["bayes_exact"] = exact_bayes_gradient(oracle, x.cpu(), pred.cpu()).to(x)
+            pairs += [("pred_logit", "exact_score"), ("log_prob", "bayes_exact")]
+        headline_pair = (head_g, head_ref)
         if headline_pair not in pairs:
             raise ValueError(f"{cfg.dataset}: headline pair {headline_pair} is not measured")
         with torch.no_grad():
@@ -165,10 +179,12 @@ def build_measurer(
                                  metric=metric_name))  # fmt: skip
                 rows.append(_row("alignment", cosine(maps[g_name], maps[ref]).cpu(), epoch,
                                  gradient=g_name, reference=ref, metric="cosine"))  # fmt: skip
-            summary["alignment"] = float(aligned[headline_pair].mean())
-        summary["alignment_metric"] = metric_name
-        summary["alignment_gradient"] = head.gradient
-        summary["alignment_reference"] = head.reference
+            head_values = (cosine(maps[head_g], maps[head_ref]) if head_metric == "cosine"
+                           else aligned[headline_pair])  # fmt: skip
+            summary["alignment"] = float(head_values.mean())
+        summary["alignment_metric"] = head_metric
+        summary["alignment_gradient"] = head_g
+        summary["alignment_reference"] = head_ref
         summary["alignment_score"] = score.name
 
         # Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses.
@@ -201,10 +217,11 @@ def build_measurer(
             )
             for part, v in energy.items():
                 rows.append(_row(f"energy_{part}", v, epoch, gradient=head.gradient))
-            # the Bayes classifier's gradient of its predicted class's logit: compare like
-            bayes = oracle.bayes_logit_grad(x.cpu(), pred.cpu())
-            b_cos = bayes_cosine(grads["pred_logit"].cpu().double(), bayes)
-            rows.append(_row("bayes_cosine", b_cos, epoch, gradient="pred_logit"))
+            # Like with like: grad log p(y_hat|x) of the model and of the Bayes classifier (a
+            # logit's gradient differs by grad logsumexp, which cross-entropy never sees).
+            b_cos = bayes_cosine(grads["log_prob"].cpu().double(), maps["bayes_exact"].cpu())
+            rows.append(_row("bayes_cosine", b_cos, epoch, gradient="log_prob",
+                             reference="bayes_exact", metric="cosine"))  # fmt: skip
             # rho2 with the exact tangent spaces: what the estimate above should read
             exact_r2 = rho2(g.cpu(), oracle.tangent_at(xc))
             rows.append(_row("rho2_exact", exact_r2, epoch, gradient=head.gradient))
