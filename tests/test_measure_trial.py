@@ -12,7 +12,9 @@ from analysis.calibration import calibration_table, choose_headline
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
+from trainables.measure.bayes import exact_bayes_gradient
 from trainables.measure.evaluate import build_measurer
+from trainables.measure.gradients import input_gradients
 from trainables.measure.protocol import headline_eps
 
 
@@ -149,3 +151,31 @@ def test_cached_artifacts_are_reused_and_corruption_is_rebuilt(synthetic):
     rebuilt = art_mod.prepare_artifacts(cfg, cache, bundle, log=said.append)
     assert any("checksum" in s for s in said)
     assert not math.isnan(float(rebuilt.tangent.sum()))
+
+
+class ShiftedBayes(BayesClassifier):
+    """The Bayes classifier plus one large input-dependent term added to every logit: the same
+    log p(y|x), a very different gradient of each logit (grad logsumexp is large)."""
+
+    def __init__(self, oracle):
+        super().__init__(oracle)
+        self.register_buffer("w", 50 * torch.randn(128, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x):
+        return super().forward(x) + (x.flatten(1) @ self.w)[:, None]
+
+
+def test_oracle_bayes_cosine_compares_log_probabilities(synthetic):
+    cfg, bundle, art, _ = synthetic
+    model = ShiftedBayes(bundle.oracle)
+    _, rows = build_measurer(cfg, bundle, torch.device("cpu"), art)(model, epoch=1)
+    df = pd.DataFrame(rows)
+    # float32 logits carrying a shift of about 50: 1 to within 1e-3
+    assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-3)
+    # the predicted logit's gradient is far from the Bayes gradient: the two are told apart
+    x = art.x
+    pred = model(x).argmax(1)
+    logit = input_gradients(model, x, "pred_logit")
+    exact = exact_bayes_gradient(bundle.oracle, x, pred)
+    assert nn.functional.cosine_similarity(logit.flatten(1).double(), exact.flatten(1),
+                                           dim=1).mean() < 0.5  # fmt: skip

@@ -47,10 +47,11 @@ SEED = 12345  # probe noise and the random-init model: fixed, so every trial rea
 ESTIMATE_COSINE = "bayes_estimate_cosine"
 
 
-def _rows(probe: str, target: str, metric: str, v: torch.Tensor, eps=float("nan")) -> dict:
+def _rows(probe: str, target: str, metric: str, v: torch.Tensor, eps=float("nan"),
+          measure: str = CALIBRATION) -> dict:  # fmt: skip
     v = v.double().cpu()
     v = v[torch.isfinite(v)]
-    return {"measure": CALIBRATION if probe != ESTIMATE_COSINE else ESTIMATE_COSINE,
+    return {"measure": measure,
             "eps": eps, "value": float(v.mean()) if len(v) else float("nan"),
             "std": float(v.std()) if len(v) > 1 else 0.0, "n": int(len(v)),
             "gradient": probe, "reference": target, "metric": metric}  # fmt: skip
@@ -110,8 +111,9 @@ def calibrate(
     if oracle is not None and BAYES_EST in targets:
         est = targets[BAYES_EST]
         smoothed = exact_smoothed_bayes_gradient(oracle, x.cpu(), y.cpu(), sigma).to(x)
-        rows.append(_rows(ESTIMATE_COSINE, IDEAL, COSINE, cosine(est, targets[IDEAL])))
-        rows.append(_rows(ESTIMATE_COSINE, "bayes_exact_smoothed", COSINE, cosine(est, smoothed)))
+        for ref, exact in ((IDEAL, targets[IDEAL]), ("bayes_exact_smoothed", smoothed)):
+            rows.append(_rows(BAYES_EST, ref, COSINE, cosine(est, exact),
+                              measure=ESTIMATE_COSINE))  # fmt: skip
     return rows
 
 
@@ -122,7 +124,8 @@ def verdicts(rows: list[dict], oracle: bool) -> dict[tuple[str, str], bool]:
         if r["measure"] == CALIBRATION:
             key = (r["metric"], r["reference"])
             values.setdefault(key, {})[probe_key(r["gradient"], r["eps"])] = r["value"]
-    return {k: judge(v, oracle)[0] for k, v in values.items()}
+    # the exact Bayes gradient as a target has no ideal probe: it is the ideal itself
+    return {k: judge(v, oracle and k[1] != IDEAL)[0] for k, v in values.items()}
 
 
 def cached_calibration(folder: str, model_name: str, metric_name: str, compute) -> list[dict]:
