@@ -26,6 +26,8 @@ import pandas as pd
 from analysis import findings
 from analysis.alignment import RHO2, alignment_correlation, peak_alignment
 from analysis.atomic import atomic_write
+from analysis.calibration import NOT_TESTABLE, calibration_table
+from analysis.calibration_report import calibration_section
 from analysis.document import Document
 from analysis.gallery import gallery_figure
 from analysis.groups import split_groups
@@ -47,6 +49,7 @@ from analysis.schema import (
 )
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
+from analysis.yardsticks import headline_testable, yardstick_table
 
 # The tables every report writes (the search ones only with a search: analysis.search).
 TABLE_FILES = tuple(t for t in REPORT_TABLES if not t.startswith("search_"))
@@ -74,7 +77,8 @@ def write_report(
         paths[name] = _write_parquet(tables[name], out / f"{name}.parquet")
     doc = Document("pags analysis report")
     _overview(doc, res, rng_seed, n_boot)
-    _summary(doc, tables)
+    _summary(doc, tables, res.trials)
+    calibration_section(doc, tables["calibration"], tables["yardsticks"], res.trials)
     _definitions(doc)
     figures = _method_sections(doc, res, tables, figdir, problems)
     figures.update(_noise_section(doc, tables, figdir, problems))
@@ -120,7 +124,11 @@ def _analyse(res: Results, rng, n_boot: int, problems: list[str]) -> dict[str, p
                     boundaries_by_eps, t, m, **boot)  # fmt: skip
     noise = _guard(problems, "noise robustness", _empty(NOISE_COLUMNS), noise_robustness, t,
                    **boot)  # fmt: skip
-    return {"regimes": bounds, "trial_regimes": labels, "peak_alignment": peaks,
+    calib = _guard(problems, "calibration", calibration_table(m.iloc[0:0]), calibration_table,
+                   m, t)  # fmt: skip
+    yard = _guard(problems, "yardsticks", _empty(()), yardstick_table, t, m, calib)
+    return {"calibration": calib, "yardsticks": yard,
+            "regimes": bounds, "trial_regimes": labels, "peak_alignment": peaks,
             "correlation": corr, "rho2_correlation": rho2_corr, "boundaries_by_eps": by_eps,
             "noise_robustness": noise}  # fmt: skip
 
@@ -153,22 +161,35 @@ def _overview(doc: Document, res: Results, rng_seed: int, n_boot: int) -> None:
         )
 
 
-def _summary(doc: Document, tables: dict) -> None:
+def _summary(doc: Document, tables: dict, trials: pd.DataFrame) -> None:
     doc.heading("Findings")
-    items = []
+    items, untestable = [], []
     bounds, peaks = tables["regimes"], tables["peak_alignment"]
+    calib = tables["calibration"]
+
+    def on_alignment(row, sentence: str) -> None:
+        # A finding about `alignment` stands only on a calibrated yardstick (docs/method.md).
+        ok, why = headline_testable(calib, trials, row["dataset"], row["alignment_metric"])
+        (items if ok else untestable).append(sentence if ok else f"{sentence} -- {why}")
+
     if len(bounds):
         for _, group in bounds.groupby(["dataset", "model", "method"], sort=True):
             items += [findings.regimes_sentence(group, c) for c in ("paper", "scale_free")]
     for _, row in peaks.iterrows():
-        items.append(row["finding"] + "." if row["finding"] else
+        on_alignment(row, row["finding"] + "." if row["finding"] else
                      f"peak alignment for {row['method']} on {row['dataset']}/{row['model']}: "
                      f"not computed ({row['reason']}).")  # fmt: skip
     for name in ("correlation", "rho2_correlation"):
         for _, row in tables[name].iterrows():
             if row["scope"] == "all":
-                items.append(findings.correlation_sentence(row))
+                on_alignment(row, findings.correlation_sentence(row))
+    yard = tables["yardsticks"]
+    n_yard = int(yard["finding"].str.startswith(NOT_TESTABLE).sum()) if len(yard) else 0
     doc.bullets([i for i in items if i] or ["No method group to analyse (see below)."])
+    doc.para(f"Not testable (resting on an uncalibrated yardstick, counted apart): "
+             f"{len(untestable)} of the findings above the calibration section, and {n_yard} "
+             f"of {len(yard)} peaks in its table by yardstick.")  # fmt: skip
+    doc.bullets(untestable)
 
 
 def _definitions(doc: Document) -> None:
@@ -237,8 +258,11 @@ def _method_section(doc, key, rows, res: Results, tables, figdir, figures, probl
                   "Bayes-aligned (green), excessive (red) by the paper criterion; solid/dashed "
                   "lines: paper/scale-free boundaries.")  # fmt: skip
     for _, row in _select(peaks, key).iterrows():
-        doc.para(row["finding"] + "." if row["finding"] else
-                 f"Peak alignment not computed: {row['reason']}.")  # fmt: skip
+        ok, why = headline_testable(tables["calibration"], res.trials, dataset,
+                                    row["alignment_metric"])  # fmt: skip
+        doc.para(("" if ok else f"{NOT_TESTABLE.capitalize()} ({why}): ")
+                 + (row["finding"] + "." if row["finding"] else
+                    f"Peak alignment not computed: {row['reason']}."))  # fmt: skip
         if row["note"]:
             doc.para(f"Note on peak alignment: {row['note']}.")
     gn = _select(noise, key)
