@@ -133,5 +133,5 @@ def choose_headline(
             f"{perceptual} does not calibrate against {ref} but does against {BAYES_EST}")
     why = f"{perceptual} calibrates against neither {ref} nor {BAYES_EST}"
     if has_bayes_estimate:
-        return "log_prob", BAYES_EST, COSINE, why + ": pixel cosine with the Bayes-gradient estimate"
+        return "log_prob", BAYES_EST, COSINE, f"{why}: cosine with the Bayes-gradient estimate"
     return g, ref, COSINE, why + ": pixel cosine (no class-conditional score for an estimate)"

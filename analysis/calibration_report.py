@@ -39,8 +39,8 @@ def headline_sentences(calib: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
         perceptual = sorted(set(rows["metric"]) - {COSINE})
         passing = rows[rows["calibrated"] & (rows["metric"] != COSINE)]
         t = trials[trials["dataset"] == dataset]
-        used = (t[["alignment_gradient", "alignment_reference", "alignment_metric"]]
-                .value_counts().index[0] if len(t) and "alignment_reference" in t else None)  # fmt: skip
+        cols = ["alignment_gradient", "alignment_reference", "alignment_metric"]
+        used = t[cols].value_counts().index[0] if len(t) and set(cols) <= set(t) else None
         head = (f"{dataset}: headline `alignment` = {used[2]} of {used[0]} with {used[1]}"
                 if used else f"{dataset}: no trial")  # fmt: skip
         if passing.empty:

@@ -31,7 +31,8 @@ def final_alignment(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     """Completed trials' alignment rows at their last epoch, one per (trial, pair, metric),
     with dataset, model, method and strength (0 for the baseline)."""
     done = trials[trials["status"] == "completed"]
-    m = measures[(measures["measure"] == "alignment") & measures["config_id"].isin(done["config_id"])]
+    m = measures[(measures["measure"] == "alignment")
+                 & measures["config_id"].isin(done["config_id"])]  # fmt: skip
     if m.empty:
         return m.assign(dataset=[], model=[], method=[], strength=[])
     m = m[m["epoch"] == m.groupby("config_id")["epoch"].transform("max")]

@@ -62,7 +62,7 @@ def targets_at_labels(score, x, y, oracle, sigma: float) -> dict[str, torch.Tens
     out = {"score_uncond": score(x)}
     if score.conditional:
         out["score"] = score(x, y)
-        out[BAYES_EST] = out["score"] - out["score_uncond"]
+        out[BAYES_EST] = bayes_gradient_estimate(score, x, y)
     if oracle is not None:
         out["exact_score"] = oracle.score(x.cpu(), sigma, y.cpu()).to(x)
         out[IDEAL] = exact_bayes_gradient(oracle, x.cpu(), y.cpu()).to(x)

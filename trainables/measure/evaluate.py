@@ -190,7 +190,7 @@ def build_measurer(
         # Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses.
         g = grads[head.gradient]
         r2_row = _row("rho2", rho2(g, q).cpu(), epoch, gradient=head.gradient)
-        for other in ("logit_sum", "pred_logit"):  # rho2 for both pairs' gradients
+        for other in ("logit_sum", "pred_logit", "log_prob"):  # rho2 of every pair's gradient
             if other != head.gradient:
                 rows.append(_row("rho2", rho2(grads[other], q).cpu(), epoch, gradient=other))
         r1 = rho1(model, x, q, RHO1_LEVELS, RHO1_DRAWS, gen, head.gradient)  # (S, B)
