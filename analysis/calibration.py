@@ -36,6 +36,9 @@ COSINE = "cosine"
 # Targets (reference names of alignment rows): the Bayes-gradient estimate and the scores.
 BAYES_EST, BAYES_EST_LABEL = "bayes_est", "bayes_est_label"
 NOT_TESTABLE = "not testable"
+# Calibration takes its targets at the true labels; the rows of a trial that name the target at
+# the true label rather than the prediction share its verdict (same yardstick, other class).
+CALIBRATED_AS = {"bayes_est_label": BAYES_EST, "score_label": "score"}
 
 
 def probe_key(probe: str, snr: float = float("nan")) -> str:
@@ -103,6 +106,7 @@ def is_calibrated(table: pd.DataFrame, dataset: str, metric: str, reference: str
     from before calibration existed): the caller says so rather than guessing."""
     if table.empty:
         return None
+    reference = CALIBRATED_AS.get(reference, reference)
     hit = table[(table["dataset"] == dataset) & (table["metric"] == metric)
                 & (table["reference"] == reference)]  # fmt: skip
     return bool(hit["calibrated"].iloc[0]) if len(hit) else None

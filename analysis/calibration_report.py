@@ -54,8 +54,29 @@ def headline_sentences(calib: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
     return out
 
 
+def estimate_sentences(measures: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
+    """Oracle sets: the Bayes-gradient estimate's mean cosine with the exact Bayes gradient."""
+    est = measures[measures["measure"] == "bayes_estimate_cosine"] if len(measures) else measures
+    if est is None or est.empty:
+        return []
+    est = est.merge(trials[["config_id", "dataset"]], on="config_id")
+    out = []
+    for dataset, rows in est.groupby("dataset", sort=True):
+        v = rows.groupby("reference")["value"].mean()
+        n = int(rows["n"].iloc[0])
+        text = (f"{dataset}: the Bayes-gradient estimate score(x|y) - score(x) has mean cosine "
+                f"{v.get('bayes_exact', np.nan):.3f} with the exact grad log p(y|x) at the {n} "
+                f"clean evaluation points")  # fmt: skip
+        if "bayes_exact_smoothed" in v:
+            text += (f" ({v['bayes_exact_smoothed']:.3f} with the exact gradient of the "
+                     f"sigma-smoothed posterior it estimates)")  # fmt: skip
+        out.append(text + ".")
+    return out
+
+
 def calibration_section(doc, calib: pd.DataFrame, yardsticks: pd.DataFrame,
-                        trials: pd.DataFrame) -> None:  # fmt: skip
+                        trials: pd.DataFrame, measures: pd.DataFrame | None = None
+                        ) -> None:  # fmt: skip
     """Write the section into `doc` (analysis.document.Document)."""
     doc.heading("Calibration of the alignment yardsticks")
     if calib.empty:
@@ -67,6 +88,8 @@ def calibration_section(doc, calib: pd.DataFrame, yardsticks: pd.DataFrame,
         doc.para(f"{dataset}:")
         doc.table(display_table(rows.drop(columns="dataset")))
     doc.bullets(headline_sentences(calib, trials))
+    if measures is not None:
+        doc.bullets(estimate_sentences(measures, trials))
     if len(yardsticks):
         doc.heading("Peak alignment by yardstick", level=3)
         doc.para("Means over seeds; baseline = the unregularized model; cosine_at_peak = the "

@@ -78,7 +78,8 @@ def write_report(
     doc = Document("pags analysis report")
     _overview(doc, res, rng_seed, n_boot)
     _summary(doc, tables, res.trials)
-    calibration_section(doc, tables["calibration"], tables["yardsticks"], res.trials)
+    calibration_section(doc, tables["calibration"], tables["yardsticks"], res.trials,
+                        res.measures)  # fmt: skip
     _definitions(doc)
     figures = _method_sections(doc, res, tables, figdir, problems)
     figures.update(_noise_section(doc, tables, figdir, problems))

@@ -16,7 +16,12 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
 from analysis import study
-from analysis.calibration_report import RULE, display_table, headline_sentences
+from analysis.calibration_report import (
+    RULE,
+    display_table,
+    estimate_sentences,
+    headline_sentences,
+)
 from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
@@ -161,7 +166,7 @@ def write_results(
         doc.para(notes.read_text().strip())
     doc.heading("Verdicts")
     doc.table(verdicts)
-    _calibration(doc, t, res.trials)
+    _calibration(doc, t, res.trials, res.measures)
     _f1(doc, t)
     _f2(doc, t)
     _f3(doc, t)
@@ -200,7 +205,7 @@ def _intro(doc: Document, res, t) -> None:
     doc.para("\n".join(lines))
 
 
-def _calibration(doc: Document, t, trials: pd.DataFrame) -> None:
+def _calibration(doc: Document, t, trials: pd.DataFrame, measures: pd.DataFrame) -> None:
     doc.heading("Calibration: which yardsticks measure alignment")
     calib = t["calibration"]
     if calib.empty:
@@ -212,6 +217,7 @@ def _calibration(doc: Document, t, trials: pd.DataFrame) -> None:
         doc.heading(dataset, 3)
         doc.table(display_table(rows.drop(columns="dataset")))
     doc.bullets(headline_sentences(calib, trials))
+    doc.bullets(estimate_sentences(measures, trials))
 
 
 def _f1(doc: Document, t) -> None:
