@@ -10,8 +10,12 @@ step size or noise level, and gradient/reference/metric.
 Alignment pairs recorded for every dataset, whichever is the headline: the sum-of-logits
 gradient vs the unconditional score, the predicted class's logit vs the class-conditional score
 at the predicted class ("score") and at the true label ("score_label"), the gradient of
-log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs the headline
-reference, so a reader can tell a meaningful value from a trivial one.
+log p(y|x) vs "score" and vs the Bayes-gradient estimate score(x|y) - score(x) ("bayes_est",
+and at the true label "bayes_est_label"; `bayes.py`), on the oracle sets vs the exact Bayes
+gradient ("bayes_exact"), and null maps (Gaussian noise, the centred input) vs the scores, so a
+reader can tell a meaningful value from a trivial one. Every measurement also carries the
+artifact set's calibration rows (`calibration.py`), and the headline `alignment` is the
+yardstick the calibration rule picks (`analysis.calibration.choose_headline`).
 """
 
 from __future__ import annotations
