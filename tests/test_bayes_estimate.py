@@ -1,10 +1,10 @@
 """The Bayes-gradient estimate score(x|y) - score(x) from the artifacts' denoiser, against the
 exact grad log p(y|x) on both oracle sets (docs/method.md, "Identifiable alignment").
 
-Slow: trains each set's denoiser as the artifacts do (same epochs cap, patience, sigma range,
-seed). Measured when written (2 shared CPU cores): mean cosine at 128 clean test points 0.95
-on the curved set (0.985 with the smoothed posterior's exact gradient) and LINEAR_MEASURED on
-the linear set; the bound is the issue's target, 0.9."""
+Slow: trains each set's denoiser as the artifacts do (patience, sigma range, seed) but for at
+most EPOCHS epochs (the artifacts allow 600, which takes over 10 minutes on 2 shared cores; the
+mixture baseline carries most of the estimate, and the full artifacts' figures are in every
+trial's `bayes_estimate_cosine` rows and docs/method.md). The bound is the issue's target."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.score import DEFAULT_SCORE_SIGMA, DenoiserScore
 
 BOUND = 0.9
+EPOCHS = 30
 
 
 def _mean_cos(a, b):
@@ -38,7 +39,8 @@ def test_bayes_gradient_estimate_meets_the_bound(dataset, tmp_path):
     x, y = bundle.test.tensors[0][:128], bundle.test.tensors[1][:128]
     sigma = DEFAULT_SCORE_SIGMA
     path = train_denoiser(
-        x_train, art_mod.DENOISER_MAX_EPOCHS[dataset], 0, out_path=tmp_path / "d.pt",
+        x_train, min(EPOCHS, art_mod.DENOISER_MAX_EPOCHS[dataset]), 0,
+        out_path=tmp_path / "d.pt",
         y_train=y_train, num_classes=bundle.num_classes, patience=art_mod.DENOISER_PATIENCE,
         sigma_range=(sigma / 2, sigma * 2),
     )  # fmt: skip

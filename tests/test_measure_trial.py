@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from analysis import schema
-from analysis.calibration import calibration_table, choose_headline
+from analysis.calibration import calibration_table
+from analysis.calibration_rule import choose_headline
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
