@@ -181,3 +181,10 @@ def trial_yardsticks(cfg, art, bundle, score, metric, metric_name: str, device):
     chosen = choose_headline(verdicts(rows, oracle is not None), metric_name,
                              (head.gradient, head.reference), score.conditional)  # fmt: skip
     return rows, chosen
+
+
+def measure_calibration(ctx, probe) -> dict:
+    """The measurement suite's hook: the artifact set's calibration rows, stamped with the
+    probe's epoch, so every results directory carries the yardsticks' calibration."""
+    probe.rows.extend({**r, "epoch": probe.epoch} for r in ctx.calibration)
+    return {}
