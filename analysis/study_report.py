@@ -135,7 +135,7 @@ def study_figure(df: pd.DataFrame, dataset: str) -> Figure:
             ax.set_xscale("log")
             ax.tick_params(labelsize=7)
             if j == 0:
-                ax.set_ylabel(["alignment (1 - perceptual)", "rho2, off/on", "accuracy"][i], fontsize=8)
+                ax.set_ylabel(["1 - ST-LPIPS / LPIPS", "rho2, off/on", "accuracy"][i], fontsize=8)
             if i == 0:
                 ax.set_title(method, fontsize=9)
             if i == 2:
