@@ -216,7 +216,8 @@ def _definitions(doc: Document) -> None:
         "estimate: with few seeds a skewed bootstrap can exclude it, and the column "
         "estimate_outside_ci says where it does. Boundaries are never extrapolated.",
         "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
-        "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
+        "gradient (the dataset's protocol gradient, named in the rho rows of measures.parquet; "
+        "rho2 of every other gradient is there too); rho1 = the paper's Definition 1 at the "
         "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
         "gradient with no preferred direction has rho2 = (d - k) / d. Formulas and sources: "
         "docs/method.md.",
