@@ -77,11 +77,13 @@ def estimate_sentences(measures: pd.DataFrame, trials: pd.DataFrame) -> list[str
 def calibration_section(doc, calib: pd.DataFrame, yardsticks: pd.DataFrame,
                         trials: pd.DataFrame, measures: pd.DataFrame | None = None
                         ) -> None:  # fmt: skip
-    """Write the section into `doc` (analysis.document.Document)."""
+    """Write the section into `doc` (analysis.document.Document): the rule, a table per
+    dataset, the headline each dataset gets, the Bayes-estimate cosines and (when given) the
+    peaks by yardstick. Shared by `pags analyze` and RESULTS.md."""
     doc.heading("Calibration of the alignment yardsticks")
     if calib.empty:
         doc.para("No calibration rows in measures.parquet (results from before calibration): "
-                 "every alignment verdict below is not testable.")  # fmt: skip
+                 "every alignment verdict reads 'not testable'.")  # fmt: skip
         return
     doc.para(RULE)
     for dataset, rows in calib.groupby("dataset", sort=True):

@@ -16,12 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
 from analysis import study
-from analysis.calibration_report import (
-    RULE,
-    display_table,
-    estimate_sentences,
-    headline_sentences,
-)
+from analysis.calibration_report import calibration_section
 from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
@@ -166,7 +161,7 @@ def write_results(
         doc.para(notes.read_text().strip())
     doc.heading("Verdicts")
     doc.table(verdicts)
-    _calibration(doc, t, res.trials, res.measures)
+    calibration_section(doc, t["calibration"], pd.DataFrame(), res.trials, res.measures)
     _f1(doc, t)
     _f2(doc, t)
     _f3(doc, t)
@@ -203,21 +198,6 @@ def _intro(doc: Document, res, t) -> None:
         "docs/method.md.",
     ]
     doc.para("\n".join(lines))
-
-
-def _calibration(doc: Document, t, trials: pd.DataFrame, measures: pd.DataFrame) -> None:
-    doc.heading("Calibration: which yardsticks measure alignment")
-    calib = t["calibration"]
-    if calib.empty:
-        doc.para("These results carry no calibration rows (measured before calibration "
-                 "existed): every alignment verdict reads 'not testable'.")  # fmt: skip
-        return
-    doc.para(RULE)
-    for dataset, rows in calib.groupby("dataset", sort=True):
-        doc.heading(dataset, 3)
-        doc.table(display_table(rows.drop(columns="dataset")))
-    doc.bullets(headline_sentences(calib, trials))
-    doc.bullets(estimate_sentences(measures, trials))
 
 
 def _f1(doc: Document, t) -> None:
