@@ -338,7 +338,7 @@ def null_references(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, d in df.groupby("dataset"):
         base = d[d["method"] == BASELINE_METHOD]
-        for g, ref in PAIRS:
+        for g, ref in (*PAIRS, IDENTIFIABLE):
             col = align_col(g, ref)
             if col not in d:
                 continue
@@ -347,6 +347,11 @@ def null_references(df: pd.DataFrame) -> pd.DataFrame:
                 ncol = align_col(null, ref)
                 row[null] = d[ncol].mean() if ncol in d else np.nan
             row["baseline_model"] = t_summary(base.groupby("seed")[col].mean())[0]
+            # the pixel cosine beside every perceptual figure (docs/method.md, "Calibration")
+            for name, c in ((f"{n}_cosine", cos_col(n, ref)) for n in (*NULLS, g)):
+                key = "baseline_model_cosine" if name == f"{g}_cosine" else name
+                row[key] = (base if key.startswith("baseline") else d)[c].mean() if c in d \
+                    else np.nan
             means = d.groupby(["method", "strength"])[col].mean()
             row["best_trial_mean"] = float(means.max())
             row["best_at"] = "{} {:g}".format(*means.idxmax())
