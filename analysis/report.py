@@ -62,7 +62,8 @@ def write_report(
     n_boot: int = 1000,
 ) -> dict[str, Path]:
     """Analyse `results_dir` (one experiment directory, or a list of them) and write the
-    report. Returns {"markdown", "html", "figures", <each TABLE_FILES name>, "figure:<name>"
+    report. Returns {"markdown", "html", "calibration_text" (the calibration section alone,
+    calibration.md), "figures", <each TABLE_FILES name>, "figure:<name>"
     for every PNG} -> path. Raises `analysis.ResultsError` if the tables cannot be read."""
     dirs = [results_dir] if isinstance(results_dir, (str, os.PathLike)) else list(results_dir)
     res = load_results(dirs)
@@ -91,6 +92,9 @@ def write_report(
     _could_not_compute(doc, res, tables, problems)
     for name, path in figures.items():
         paths[f"figure:{name}"] = path
+    calib_doc = Document("Calibration")  # also on its own, for `pags analyze` to print
+    calibration_section(calib_doc, tables["calibration"], _empty(()), res.trials, res.measures)
+    paths["calibration_text"] = _write_text(out / "calibration.md", calib_doc.markdown())
     paths["markdown"] = _write_text(out / "report.md", doc.markdown())
     paths["html"] = _write_text(out / "report.html", doc.html())
     return paths

@@ -5,6 +5,7 @@ headline. Exact scores of the linear oracle set stand in for the denoiser (no tr
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -122,3 +123,39 @@ def test_exact_bayes_gradient_is_grad_log_softmax(linear):
     # and it is not the unnormalized logit's gradient (they differ by grad logsumexp)
     assert not torch.allclose(g, oracle.bayes_logit_grad(x64, y[:4]), atol=1e-3)
     assert math.isfinite(float(scale_maxabs(g).abs().max()))
+
+
+def _calibration_rows(cid: str, metric: str, negated: float) -> list[dict]:
+    """The probes of one yardstick (metric, "score"): a falling ladder, nulls at 0.1-0.3."""
+    values = {("ladder", 3.0): 0.9, ("ladder", 1.0): 0.7, ("ladder", 0.3): 0.4,
+              ("negated", math.nan): negated, ("null_input", math.nan): 0.3,
+              ("null_noise", math.nan): 0.1, ("null_other_point", math.nan): 0.2,
+              ("null_random_init", math.nan): 0.1}  # fmt: skip
+    return [{"config_id": cid, "epoch": 3, "measure": "calibration", "eps": eps, "value": v,
+             "std": 0.0, "n": 64, "gradient": probe, "reference": "score", "metric": metric}
+            for (probe, eps), v in values.items()]  # fmt: skip
+
+
+def test_report_prints_the_table_and_sets_uncalibrated_findings_apart(tmp_path):
+    """`pags analyze`'s report: the fakes' headline is stlpips-alex against the score; with a
+    sign-blind calibration (negated target 0.97) every finding on it is not testable."""
+    try:
+        from test_analysis_fakes import make_tables, write_results
+    except ImportError:
+        from tests.test_analysis_fakes import make_tables, write_results
+    from analysis.report import write_report
+
+    trials, measures = make_tables(seeds=(0, 1))
+    cid = trials["config_id"].iloc[0]
+    extra = _calibration_rows(cid, "stlpips-alex", 0.97) + _calibration_rows(cid, "cosine", -1.0)
+    write_results(tmp_path, trials, pd.concat([measures, pd.DataFrame(extra)]))
+    paths = write_report(tmp_path, n_boot=50)
+    table = paths["calibration_text"].read_text()
+    assert "| stlpips-alex | score |" in table and "| cosine | score |" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| stlpips-alex") or line.startswith("| cosine")}  # fmt: skip
+    assert "FAIL" in rows["stlpips-alex"] and "pass" in rows["cosine"]
+    text = paths["markdown"].read_text()
+    summary = text.split("## Calibration of the alignment yardsticks")[0]
+    assert "-- stlpips-alex is not calibrated against score on digits" in summary
+    assert re.search(r"counted apart\): [1-9]\d* of the findings", summary)
