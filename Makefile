@@ -34,5 +34,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# ruff, and the layering contracts of pyproject.toml [tool.importlinter] (README, map of the code)
 lint: $(STAMP)
 	$(BIN)/ruff check sweep trainables analysis tests benchmarks
+	$(BIN)/lint-imports

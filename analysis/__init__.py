@@ -1,10 +1,10 @@
 """pags analysis: pandas over the results Parquet tables; imports neither torch nor ray.
 
-Layers: analysis imports nothing else of pags; trainables imports its results contract
-(`analysis.schema`), its one atomic writer (`analysis.atomic`) and its error helpers
-(`analysis.errors`); sweep imports both. So results flow one way, from trials to analysis.
+Layers (pyproject.toml [tool.importlinter] enforces them): `analysis.results` is the contract
+layer, which imports nothing else of pags; trainables imports only that part of analysis;
+sweep imports both. So results flow one way, from trials to analysis.
 
-Public API (loaded on first use, so that `import analysis.schema` on the sweep side stays
+Public API (loaded on first use, so that `import analysis.results` on the sweep side stays
 light)::
 
     load_results(path_or_paths) -> Results(trials, measures, sources)   # ResultsError

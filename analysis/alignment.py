@@ -16,7 +16,8 @@ from scipy import stats
 from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import BASELINE_METHOD, build_levels, split_groups, standard_errors, usable
 from analysis.regimes import B1, B2, regime_at
-from analysis.schema import CORRELATION_COLUMNS, PEAK_COLUMNS, STRENGTH_SYMBOL
+from analysis.report_tables import CORRELATION_COLUMNS, PEAK_COLUMNS
+from analysis.results.methods import STRENGTH_SYMBOL
 
 ALIGN = "alignment"
 ROBUST = "relative_off_manifold_robustness"

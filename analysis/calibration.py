@@ -1,12 +1,12 @@
 """The calibration table of a report, and lookups in it (docs/method.md, "Calibration"); the
-rule itself is `analysis.calibration_rule` (shared with the trial side). pandas only."""
+rule itself is `analysis.results.calibration` (shared with the trial side). pandas only."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from analysis.calibration_rule import (
+from analysis.results.calibration import (
     BAYES_EST,
     CALIBRATED_AS,
     CALIBRATION,

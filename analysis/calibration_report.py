@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.calibration_rule import BAYES_EST, COSINE, LADDER, LADDER_SNRS, probe_key
+from analysis.results.calibration import BAYES_EST, COSINE, LADDER, LADDER_SNRS, probe_key
 
 PROBE_LABELS = {probe_key(LADDER, s): f"SNR {s:g}" for s in LADDER_SNRS} | {
     "negated": "-target", "null_input": "input", "null_noise": "noise",

@@ -19,7 +19,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from analysis.groups import log_strength
-from analysis.schema import MAP_KEYS, MAPS_DIR, STRENGTH_SYMBOL, maps_file
+from analysis.results.layout import MAP_KEYS, MAPS_DIR, maps_file
+from analysis.results.methods import STRENGTH_SYMBOL
 
 GALLERY_REGIMES = ("weak", "bayes_aligned", "excessive")
 
@@ -99,6 +100,18 @@ def choose_trials(
     return chosen
 
 
+def _why_none_chosen(labels: pd.DataFrame, dirs, method: str, criterion: str) -> str:
+    """Why `choose_trials` found no trial: no maps, or maps but no regime label."""
+    mine = labels[(labels["method"] == method) & (labels["status"] == "completed")]
+    with_maps = mine[[maps_path(dirs, c) is not None for c in mine["config_id"]]]
+    if with_maps.empty:
+        return f"none of its {len(mine)} completed trials has a maps file"
+    return (
+        f"its {len(with_maps)} completed trials with maps have no regime label by the "
+        f"{criterion} criterion (regime boundaries not found; see the regime table)"
+    )
+
+
 def gallery_figure(
     results_dirs,
     labels: pd.DataFrame,
@@ -115,7 +128,8 @@ def gallery_figure(
         return None, "gallery skipped: no maps/ directory in " + ", ".join(map(str, dirs))
     chosen = choose_trials(labels, dirs, method, criterion)
     if not chosen:
-        return None, f"gallery skipped for {method}: no labelled trial has a maps file"
+        return None, f"gallery skipped for {method}: " + _why_none_chosen(labels, dirs, method,
+                                                                           criterion)  # fmt: skip
     maps, notes = {}, []
     for regime, trial in chosen.items():
         try:

@@ -1,8 +1,9 @@
 """Load `trials.parquet` and `measures.parquet` from one or more experiment directories.
 
-Every problem with the files (missing, truncated, foreign, wrong schema version, missing
+Every problem with the files (missing, truncated, foreign, unknown schema version, missing
 columns, unreadable values) raises `ResultsError` with one line naming the path and the
-problem, so the CLI can print it as is.
+problem, so the CLI can print it as is. Known older versions are migrated with a warning
+(analysis/results/tables.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from analysis import schema
-from analysis.errors import one_line
-from analysis.schema import MEASURES_FILE, TRIALS_FILE
+from analysis.results import tables
+from analysis.results.layout import MEASURES_FILE, TRIALS_FILE
 
 
 class ResultsError(ValueError):
@@ -26,7 +25,7 @@ class ResultsError(ValueError):
 
 
 class Results(NamedTuple):
-    """The two results tables with documented dtypes (see `analysis.schema`)."""
+    """The two results tables with documented dtypes (analysis/results/columns.py)."""
 
     trials: pd.DataFrame
     measures: pd.DataFrame
@@ -85,33 +84,15 @@ def _read_table(path: Path, table: str) -> pd.DataFrame:
     if not path.is_file():
         raise ResultsError(f"{path}: file missing (expected {table} table)")
     try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception as err:  # pyarrow raises several types for damaged files
-        raise ResultsError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
-    version = meta.get(schema.METADATA_KEY.encode())
-    if version is None:
-        raise ResultsError(
-            f"{path}: no {schema.METADATA_KEY} in the Parquet metadata; not a pags results table"
-        )
-    if version.decode() != schema.SCHEMA_VERSION:
-        raise ResultsError(
-            f"{path}: schema version {version.decode()!r}, this analysis reads "
-            f"{schema.SCHEMA_VERSION!r}"
-        )
-    try:
-        df = pd.read_parquet(path)
-    except Exception as err:  # truncated row groups only fail here
-        raise ResultsError(f"{path}: unreadable Parquet data ({one_line(err)})") from None
-    try:
-        return schema.coerce(df, table)
-    except ValueError as err:
-        raise ResultsError(f"{path}: {one_line(err)}") from None
+        return tables.read_table(str(path), table)
+    except tables.TableError as err:
+        raise ResultsError(str(err)) from None
 
 
 def _concat(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
-        return schema.empty(table)
+        return tables.empty(table)
     # Re-coerce: extra columns present in only some directories become NaN and must not
     # change the documented dtypes.
-    return schema.coerce(pd.concat(frames, ignore_index=True), table)
+    return tables.coerce(pd.concat(frames, ignore_index=True), table)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import build_levels, is_baseline, split_groups
-from analysis.schema import NOISE_COLUMNS, STRENGTH_SYMBOL
+from analysis.report_tables import NOISE_COLUMNS
+from analysis.results.methods import STRENGTH_SYMBOL
 
 RNR = "relative_noise_robustness"
 COLUMNS = (RNR, "signal_sensitivity", "distractor_sensitivity")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from analysis.groups import is_baseline, usable
 from analysis.regimes import B1, B2
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.results.methods import STRENGTH_SYMBOL
 
 REGIME_COLORS = {"weak": "#cfd8e6", "bayes_aligned": "#cdebc4", "excessive": "#f3c9c4"}
 LINESTYLES = {"paper": "-", "scale_free": "--"}

@@ -3,7 +3,7 @@
 Every trial row carries the quality figures of the shared artifacts it was measured with
 (one set per dataset): the autoencoder's validation reconstruction error, how far its tangent
 spaces are from the exact ones (synthetic sets) or from a second autoencoder's trained with
-another seed (everywhere else), and the denoiser's validation loss beside that of its Gaussian
+another seed (everywhere else), and the denoiser's validation loss beside that of its mixture
 baseline alone. This module gathers them per dataset and says when to distrust them.
 """
 

@@ -56,7 +56,8 @@ from analysis.groups import (
     standard_errors,
     usable,
 )
-from analysis.schema import BOUNDARY_COLUMNS, LABEL_COLUMNS, STRENGTH_SYMBOL
+from analysis.report_tables import BOUNDARY_COLUMNS, LABEL_COLUMNS
+from analysis.results.methods import STRENGTH_SYMBOL
 
 ON, OFF, ACC = "on_manifold_sensitivity", "off_manifold_sensitivity", "test_accuracy"
 FIT_COLUMNS = (ON, OFF, ACC)

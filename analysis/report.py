@@ -25,7 +25,6 @@ import pandas as pd
 
 from analysis import findings
 from analysis.alignment import RHO2, alignment_correlation, peak_alignment
-from analysis.atomic import atomic_write
 from analysis.calibration import NOT_TESTABLE, calibration_table
 from analysis.calibration_report import calibration_section
 from analysis.document import Document
@@ -36,7 +35,7 @@ from analysis.noise import noise_robustness
 from analysis.plots import noise_figure, regime_figure
 from analysis.quality import artifact_quality
 from analysis.regimes import Criteria, criteria_table, fit_regimes, label_trials
-from analysis.schema import (
+from analysis.report_tables import (
     BOUNDARY_COLUMNS,
     CORRELATION_COLUMNS,
     EPS_COLUMNS,
@@ -44,9 +43,10 @@ from analysis.schema import (
     NOISE_COLUMNS,
     PEAK_COLUMNS,
     REPORT_TABLES,
-    SCHEMA_VERSION,
-    STRENGTH_SYMBOL,
 )
+from analysis.results.atomic import atomic_write
+from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.tables import SCHEMA_VERSION
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
 from analysis.yardsticks import headline_testable, yardstick_table
@@ -164,6 +164,35 @@ def _overview(doc: Document, res: Results, rng_seed: int, n_boot: int) -> None:
             + "; ".join("/".join(r) for r in versions.itertuples(index=False))
             + "."
         )
+    warning = chance_warning(t)
+    if warning:
+        doc.bullets([f"**Warning**: {warning}"])
+
+
+# Test accuracy within this of chance (1 / num_classes) counts as "near chance".
+CHANCE_MARGIN = 0.05
+
+
+def chance_warning(trials: pd.DataFrame) -> str:
+    """A sentence when completed trials are near chance accuracy (their gradients then say
+    little about alignment), or "". Needs the num_classes column (tables since it exists)."""
+    if "num_classes" not in trials:
+        return ""
+    done = trials[(trials["status"] == "completed") & (trials["num_classes"] > 0)]
+    if done.empty:
+        return ""
+    chance = 1.0 / done["num_classes"]
+    near = done[done["test_accuracy"] <= chance + CHANCE_MARGIN]
+    if near.empty:
+        return ""
+    lowest = ", ".join(f"{r.method} {r.strength:g}" for r in near.head(5).itertuples())
+    what = ("every completed trial is" if len(near) == len(done)
+            else f"{len(near)} of {len(done)} completed trials are")  # fmt: skip
+    return (
+        f"{what} within {CHANCE_MARGIN:g} of chance test accuracy (1 / number of classes; "
+        f"e.g. {lowest}): such models did not learn the task, their gradients say little "
+        f"about alignment (train longer, or a weaker strength)"
+    )
 
 
 def _summary(doc: Document, tables: dict, trials: pd.DataFrame) -> None:

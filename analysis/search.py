@@ -1,7 +1,7 @@
 """The peak search in the tables: its optimization history, its feasible best with an interval
 from the best strength's seeds, and the search beside a grid of the same method.
 
-A search (`pags sweep --search optuna`, sweep/search.py) leaves one row per (suggested
+A search (`pags sweep --search optuna`, sweep/tune/search.py) leaves one row per (suggested
 strength, seed) in trials.parquet, marked by `search` (the study) and `search_trial` (the
 Optuna trial number, shared by the strength's seeds). Its objective and accuracy tolerance are
 in the experiment's sweep_config.json; feasible = mean test accuracy over the strength's seeds
@@ -21,13 +21,10 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
-from analysis.schema import (
-    BEST_COLUMNS,
-    HISTORY_COLUMNS,
-    STRENGTH_SYMBOL,
-    SWEEP_FILE,
-    TRIALS_COLUMNS,
-)
+from analysis.report_tables import BEST_COLUMNS, HISTORY_COLUMNS
+from analysis.results.columns import TRIALS_COLUMNS
+from analysis.results.layout import SWEEP_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
 
 
 def _sign(objective: str) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.regimes import OFF, ON, Criteria, fit_regimes
-from analysis.schema import EPS_COLUMNS
+from analysis.report_tables import EPS_COLUMNS
 
 
 def _at_eps(trials: pd.DataFrame, measures: pd.DataFrame, rank: int) -> pd.DataFrame:

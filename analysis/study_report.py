@@ -21,7 +21,7 @@ from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
 from analysis.quality import artifact_quality
-from analysis.schema import STRENGTH_SYMBOL
+from analysis.results.methods import METHOD_COLORS, STRENGTH_SYMBOL
 
 PAIR_NAMES = {
     ("pred_logit", "score"): "predicted-class logit vs class-conditional score",
@@ -37,8 +37,6 @@ COMMANDS = (
     "pags sweep --preset study-curved",
     "python -m analysis.study_report results/study-digits results/study-curved",
 )
-METHOD_COLORS = {"gradnorm": "tab:blue", "smoothness": "tab:orange", "randsmooth": "tab:green",
-                 "pgd_l2": "tab:purple"}  # fmt: skip
 
 
 def interval(est, lo, hi) -> str:
@@ -304,7 +302,7 @@ def _rules(doc: Document) -> None:
         "not testable: the finding rests on a yardstick (metric, target) that fails "
         "calibration on that dataset (table 'Calibration' above; docs/method.md); it is "
         "counted apart from the three verdicts.",
-        "Grids, seeds and the training recipe were fixed in sweep/presets.py before the study "
+        "Grids, seeds and the training recipe were fixed in sweep/plan/presets.py before the study "
         "was first run and were not changed after seeing its results.",
     ])  # fmt: skip
 

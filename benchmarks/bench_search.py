@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_sweep import machine  # noqa: E402
 
 from analysis import load_results  # noqa: E402
-from analysis.schema import SWEEP_FILE  # noqa: E402
+from analysis.results.layout import SWEEP_FILE  # noqa: E402
 from analysis.search import search_history, t_interval  # noqa: E402
 
 PAGS = [sys.executable, "-m", "sweep.cli", "sweep", "--preset", "digits"]

@@ -58,7 +58,7 @@ def efficiency(work: str, cpus: int) -> dict:
     """The README job, cold: digits-quick with an empty artifact cache, then the report."""
     import pandas as pd
 
-    from analysis.schema import TRIALS_FILE
+    from analysis.results.layout import TRIALS_FILE
 
     exp, cache = os.path.join(work, "quick"), os.path.join(work, "cache")
     stamps, _ = timed_run(
@@ -96,7 +96,7 @@ def efficiency(work: str, cpus: int) -> dict:
 
 def overhead(work: str, n: int) -> dict:
     """Tune on 1 CPU vs the plain loop, same N configs (1 epoch, 256 examples, no measuring)."""
-    from sweep.config import from_preset
+    from sweep.plan.config import from_preset
     from trainables.data import load_dataset
     from trainables.loop import run_trial
 
@@ -212,7 +212,7 @@ def append_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     end = len(doc) if nxt < 0 else nxt + 1
     section = doc[start:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     doc = doc[:start] + section + ("\n" + doc[end:] if nxt >= 0 else "")
-    from analysis.atomic import atomic_write
+    from analysis.results.atomic import atomic_write
 
     atomic_write(path, lambda f: f.write(doc.encode()))
 

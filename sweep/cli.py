@@ -16,32 +16,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from analysis.errors import one_line
-from trainables.errors import InputError
+from analysis.results.errors import InputError, one_line
+from analysis.results.record import latest_maps
+from sweep.cli_common import OneLineParser, UsageError, add_data_flags, add_ray_flags, set_pairs
 
-
-class UsageError(InputError):
-    """A user error found by the command line itself: printed as one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage plus the error; we print the one line that says what is wrong."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _set_pairs(pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set key=value` overrides for any TrialConfig field."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set {pair!r} is invalid; allowed: key=value")
-        out[key] = value
-    return out
+__all__ = ["OneLineParser", "UsageError", "main"]
 
 
 def add_train_parser(sub) -> None:
@@ -56,12 +37,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--strength", type=float, default=0.0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default="")
-    p.add_argument(
-        "--cache-dir",
-        default="",
-        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
-    )
+    add_data_flags(p)
     p.add_argument("--checkpoint-dir", default="", help="save every epoch; resume if present")
     p.add_argument("--output", default="results/train", help="where gradient/score maps go")
     p.add_argument("--device", default="", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -76,7 +52,7 @@ def add_train_parser(sub) -> None:
 
 
 def trial_config_from_args(args) -> Any:
-    from sweep.config import preset_trial_dict
+    from sweep.plan.config import preset_trial_dict
     from trainables.config import TrialConfig
     from trainables.recipes import derive_trial_dict
 
@@ -85,7 +61,7 @@ def trial_config_from_args(args) -> Any:
         sets["model"] = args.model
     if args.no_measure:
         sets["measure"] = False
-    sets.update(_set_pairs(args.set))
+    sets.update(set_pairs(args.set))
     where = {"data_root": args.data_root} if args.data_root else {}
     if args.preset:
         d = preset_trial_dict(
@@ -110,41 +86,48 @@ def trial_config_from_args(args) -> Any:
 def cmd_train(args) -> int:
     import os
 
-    import torch
-
     from trainables.data import load_dataset
     from trainables.loop import load_checkpoint, run_trial, save_checkpoint
 
     cfg = trial_config_from_args(args)
     if args.dry_run:
-        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict()}))
+        from trainables.resolved import resolved_settings
+
+        resolved = resolved_settings(cfg)
+        print(json.dumps({"config_id": cfg.config_id, "config": cfg.to_dict(),
+                          "resolved": resolved}))  # fmt: skip
         return 0
     bundle = load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from trainables.runtime import choose_device
+
+    device = choose_device(args.device)
     measurer = None
     if cfg.measure:
         from trainables.measure.evaluate import build_measurer
 
         measurer = build_measurer(cfg, bundle, device, cache_dir=args.cache_dir or None)
 
-    checkpoint, on_epoch = None, None
+    checkpoint, path = None, ""
     if args.checkpoint_dir:
         os.makedirs(args.checkpoint_dir, exist_ok=True)
         path = os.path.join(args.checkpoint_dir, f"{cfg.config_id}.pt")
         if os.path.exists(path):
             checkpoint = load_checkpoint(path)
+    measured: list[dict] = []  # the epochs that measured, for their maps
 
-        def on_epoch(metrics, make_checkpoint):
+    def on_epoch(metrics, make_checkpoint):
+        if "measures" in metrics:
+            measured.append(metrics)
+        if path:
             save_checkpoint(make_checkpoint(), path)
 
-    result = run_trial(
+    record = run_trial(
         cfg, device=device, bundle=bundle, checkpoint=checkpoint, on_epoch=on_epoch,
-        measurer=measurer,
+        measurer=measurer, log=lambda line: print(line, file=sys.stderr, flush=True),
     )  # fmt: skip
+    result = record.to_dict()
     result.pop("measure_rows")
-    for epoch in result["history"]:
-        epoch.get("measures", {}).pop("maps", None)
-    maps = result.pop("maps", None)
+    maps = latest_maps(measured)
     if maps is not None:
         import numpy as np
 
@@ -154,10 +137,11 @@ def cmd_train(args) -> int:
     if args.json:
         print(json.dumps(_jsonable(result)))
     else:
+        s = record.summary
         print(
-            f"{result['status']}: {cfg.method} strength={cfg.strength} seed={cfg.seed} "
-            f"test_accuracy={result['test_accuracy']:.4f} train_loss={result['train_loss']:.4f}"
-            f" ({result['epochs']} epochs, {result['wall_time_s']:.1f} s, id {cfg.config_id})"
+            f"{record.status}: {cfg.method} strength={cfg.strength} seed={cfg.seed} "
+            f"test_accuracy={s['test_accuracy']:.4f} train_loss={s['train_loss']:.4f}"
+            f" ({record.epochs_trained} epochs, {record.wall_time_s:.1f} s, id {cfg.config_id})"
         )
     return 0
 
@@ -209,14 +193,8 @@ def add_sweep_parser(sub) -> None:
     )
     p.add_argument("--cpus-per-trial", type=float)
     p.add_argument("--gpus-per-trial", type=float, help="fractions share a GPU, e.g. 0.5")
-    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default all)")
-    p.add_argument("--data-root", default="")
-    p.add_argument(
-        "--cache-dir",
-        default="",
-        help="shared artifacts cache (default $PAGS_CACHE or ~/.cache/pags/artifacts)",
-    )
+    add_ray_flags(p)
+    add_data_flags(p)
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")
@@ -242,9 +220,9 @@ def cmd_sweep(args) -> int:
     import os
 
     from sweep import storage
-    from sweep.config import Where, from_preset
-    from sweep.driver import drive
-    from sweep.presets import get_preset
+    from sweep.plan.config import Where, from_preset
+    from sweep.plan.presets import get_preset
+    from sweep.tune.driver import drive
 
     sweep = from_preset(
         args.preset,
@@ -252,7 +230,7 @@ def cmd_sweep(args) -> int:
         strengths=args.strengths,
         seeds=args.seeds,
         epochs=args.epochs,
-        sets=_set_pairs(args.set),
+        sets=set_pairs(args.set),
         search=args.search,
         objective=args.objective,
         search_trials=args.trials,

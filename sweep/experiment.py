@@ -13,12 +13,12 @@ import json
 import os
 from collections.abc import Iterator
 
-from analysis.schema import MEASURES_FILE, SWEEP_FILE, TRIALS_FILE  # noqa: E402
+from analysis.results import layout
+from analysis.results.errors import InputError
+from analysis.results.layout import LOCK_FILE, MEASURES_FILE, SWEEP_FILE, TRIALS_FILE
 from sweep import storage
-from sweep.config import SweepConfig, first_difference
-from trainables.errors import InputError
+from sweep.plan.config import SweepConfig, first_difference
 
-LOCK_FILE = ".pags.lock"
 MAX_FAILURES_KEY = "max_failures"  # in SWEEP_FILE beside the sweep config
 # What a sweep writes; present without sweep_config.json = results of something unknown.
 OWNED = ("tune", "baseline", TRIALS_FILE, MEASURES_FILE)
@@ -29,7 +29,7 @@ def check_compatible(exp_dir: str, sweep: SweepConfig, max_failures: int | None 
     Raises InputError naming the first difference for another sweep, or a `max_failures`
     other than the stored one: a resumed Tune experiment keeps the retries it started with,
     so a changed value would be silently ignored. Reads only."""
-    text = storage.read_text(storage.join(exp_dir, SWEEP_FILE))
+    text = storage.read_text(layout.sweep_file(exp_dir))
     if text is None:
         foreign = [n for n in OWNED if storage.exists(storage.join(exp_dir, n))]
         if foreign:
@@ -41,7 +41,7 @@ def check_compatible(exp_dir: str, sweep: SweepConfig, max_failures: int | None 
     try:
         stored = json.loads(text)
     except json.JSONDecodeError:
-        raise InputError(f"{storage.join(exp_dir, SWEEP_FILE)} is not valid JSON") from None
+        raise InputError(f"{layout.sweep_file(exp_dir)} is not valid JSON") from None
     kept = stored.pop(MAX_FAILURES_KEY, None)
     diff = first_difference(stored, sweep.to_dict())
     if diff is not None:
@@ -63,7 +63,7 @@ def claim(exp_dir: str, sweep: SweepConfig, max_failures: int | None = None) -> 
     body = {**sweep.to_dict(), "config_id": sweep.config_id}
     if max_failures is not None:
         body[MAX_FAILURES_KEY] = max_failures
-    storage.write_text_atomic(storage.join(exp_dir, SWEEP_FILE), json.dumps(body, indent=1))
+    storage.write_text_atomic(layout.sweep_file(exp_dir), json.dumps(body, indent=1))
 
 
 @contextlib.contextmanager
@@ -79,7 +79,7 @@ def locked(exp_dir: str) -> Iterator[None]:
         return
     created = not os.path.exists(exp_dir)
     os.makedirs(exp_dir, exist_ok=True)
-    path = os.path.join(exp_dir, LOCK_FILE)
+    path = layout.lock_file(exp_dir)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by Ray's processes
     held = False
     try:

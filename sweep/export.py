@@ -2,32 +2,30 @@
 
 Each finished trial leaves a `record.json` in its last checkpoint (trainables/tune_trainable.py).
 `build_tables` turns a list of `TrialOutcome`s into the two documented tables
-(analysis/schema.py), keyed by `config_id` so that a trial retried or resumed any number of
-times gives exactly one row; `write_results` writes them atomically, with the schema version in
-the file metadata, into a local directory or a URI, plus the gradient maps as
-`maps/<config_id>.npz` for the analysis' gallery.
+(analysis/results/columns.py; rows by analysis/results/rows.py), keyed by `config_id` so
+that a trial retried or resumed any number of times gives exactly one row; `write_results`
+writes them atomically, with the schema version in the file metadata, into a local directory
+or a URI, plus the gradient maps as `maps/<config_id>.npz` for the analysis' gallery.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow.fs as pafs
 
-from analysis import schema
-from analysis.schema import MAPS_DIR, MEASURES_FILE, TRIALS_FILE  # noqa: E402
+from analysis.results import layout, rows, tables
+from analysis.results.columns import MEASURES_COLUMNS
+from analysis.results.record import TrialRecord
+from analysis.results.tables import write_table
 from sweep import storage
 from trainables.config import TrialConfig
 
 FINAL = ("completed", "diverged")
-# Columns beyond the documented ones (analysis/schema.py allows extras): the flattened trial
-# config, and these, with their value for a trial that never reported.
-EXTRA = {"epochs_completed": 0, "pid": -1, "node": "", "node_id": "", "error": ""}
+# Columns beyond the documented ones (analysis/results/columns.py allows extras): the
+# flattened trial config, and these, with their value for a trial that never reported.
+EXTRA = {"pid": -1, "node": "", "node_id": "", "error": ""}
 
 
 @dataclass
@@ -39,14 +37,14 @@ class TrialOutcome:
     error: str | None = None  # one line, when the trial failed for good
     maps: tuple[pafs.FileSystem, str] | None = None  # its maps.npz, if measured
     early_stopped: bool = False  # stopped by the ASHA scheduler before its last epoch
-    search: str = ""  # the Optuna study that suggested it (sweep/search.py), "" if none
+    search: str = ""  # the Optuna study that suggested it (sweep/tune/search.py), "" if none
     search_trial: int = -1  # its Optuna trial number in that study, -1 if none
 
     @property
     def status(self) -> str:
-        """completed / diverged / stopped / error (analysis/schema.py), or running for an
+        """completed / diverged / stopped / error (analysis/results/columns.py), or running for an
         unfinished (interrupted) trial. A stopped trial is kept but not averaged: it has no
-        final measurement; `epochs_completed` says how far it got."""
+        final measurement; `epochs_trained` says how far it got."""
         if self.error is not None:
             return "error"
         if self.early_stopped:
@@ -74,76 +72,21 @@ def build_tables(
     ray of the driver) fill in for trials that failed before reporting their own."""
     trial_rows, measure_rows = [], []
     for cid, o in sorted(final_outcomes(outcomes).items()):
-        trial_rows.append(_trial_row(cid, o, experiment, versions))
-        measure_rows += _measure_rows(cid, o.record) if o.record else []
-    trials = pd.DataFrame(trial_rows) if trial_rows else schema.empty("trials").assign(**EXTRA)
-    columns = [c.name for c in schema.MEASURES_COLUMNS]
-    measures = (
-        pd.DataFrame(measure_rows, columns=columns) if measure_rows else schema.empty("measures")
-    )
-    return schema.coerce(trials, "trials"), schema.coerce(measures, "measures")
-
-
-def _trial_row(cid: str, o: TrialOutcome, experiment: str, versions: dict) -> dict[str, Any]:
-    cfg = TrialConfig.from_dict(o.config)
-    row: dict[str, Any] = {"config_id": cid, "experiment": experiment}
-    for f in fields(TrialConfig):
-        value = getattr(cfg, f.name)
-        row[f.name] = json.dumps(list(value)) if isinstance(value, tuple) else value
-    for col in schema.TRIALS_COLUMNS:  # measurement columns: NaN / "" unless measured
-        row.setdefault(col.name, "" if col.dtype == "str" else math.nan)
-    rec = o.record or {}
-    row.update(rec.get("summary", {}))
-    v = rec.get("versions", versions)
-    row.update({k: rec.get(k, default) for k, default in EXTRA.items()})
-    row.update(
-        status=o.status,
-        wall_time_s=rec.get("wall_time_s", math.nan),
-        error=o.error or "",
-        search=o.search,
-        search_trial=o.search_trial,
-        config_json=json.dumps(cfg.to_dict(), sort_keys=True),
-        pags_version=v.get("pags", ""),
-        torch_version=v.get("torch", ""),
-        ray_version=v.get("ray", ""),
-    )
-    return row
-
-
-def _measure_rows(cid: str, record: dict) -> list[dict[str, Any]]:
-    """The measurer's long-format rows plus the per-epoch learning curve."""
-    rows = [{**r, "config_id": cid} for r in record.get("measure_rows", [])]
-    sizes = {"test_accuracy": record.get("n_test", 0), "train_loss": record.get("n_train", 0)}
-    for h in record.get("history", []):
-        for measure, n in sizes.items():
-            rows.append(
-                {
-                    "config_id": cid,
-                    "epoch": h["epoch"],
-                    "measure": measure,
-                    "eps": math.nan,
-                    "value": h.get(measure, math.nan),
-                    "std": math.nan,
-                    "n": n,
-                    "gradient": "",
-                    "reference": "",
-                    "metric": "",
-                }
+        record = TrialRecord.from_dict(o.record) if o.record else None
+        trial_rows.append(
+            rows.trial_row(
+                cid, record, experiment=experiment, versions=versions,
+                config=TrialConfig.from_dict(o.config).to_dict(), status=o.status,
+                error=o.error or "", search=o.search, search_trial=o.search_trial,
             )
-    return rows
-
-
-def write_table(df: pd.DataFrame, path: str, table: str) -> None:
-    """Atomic write with the schema version: `schema.write_parquet` locally; for a URI the
-    same Arrow table (`schema.to_arrow`) through pyarrow's filesystem."""
-    if not storage.is_uri(path):
-        schema.write_parquet(df, path, table)
-        return
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(schema.to_arrow(df, table), buf)
-    storage.write_bytes_atomic(path, buf.getvalue())
+        )  # fmt: skip
+        measure_rows += rows.measure_rows(cid, record) if record else []
+    trials = pd.DataFrame(trial_rows) if trial_rows else tables.empty("trials").assign(**EXTRA)
+    names = [c.name for c in MEASURES_COLUMNS]
+    measures = (
+        pd.DataFrame(measure_rows, columns=names) if measure_rows else tables.empty("measures")
+    )
+    return tables.coerce(trials, "trials"), tables.coerce(measures, "measures")
 
 
 def write_results(
@@ -153,10 +96,10 @@ def write_results(
     trials, measures = build_tables(outcomes, experiment, versions)
     fs, inner = storage.filesystem(exp_dir)
     fs.create_dir(inner, recursive=True)
-    write_table(trials, storage.join(exp_dir, TRIALS_FILE), "trials")
-    write_table(measures, storage.join(exp_dir, MEASURES_FILE), "measures")
+    write_table(trials, layout.trials_file(exp_dir), "trials")
+    write_table(measures, layout.measures_file(exp_dir), "measures")
     for cid, o in final_outcomes(outcomes).items():
         if o.maps is not None:
             fs, path = o.maps
-            storage.copy_file(fs, path, storage.join(exp_dir, MAPS_DIR, f"{cid}.npz"))
+            storage.copy_file(fs, path, layout.maps_file(exp_dir, cid))
     return trials, measures

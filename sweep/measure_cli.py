@@ -1,5 +1,5 @@
 """The `pags measure` subcommand: arguments, the models.csv manifest, and the call into
-`sweep.measure.run_measure`.
+`sweep.files.run.run_measure`.
 
 Manifest: a CSV with a header; columns `name, path, arch, format` (arch may be empty for the
 pags format) and optionally `strength, label, seed, epoch, activation`. Relative paths are
@@ -15,16 +15,19 @@ import math
 import os
 from collections.abc import Callable
 
-from trainables.errors import InputError
+from analysis.results.errors import InputError
+from sweep.cli_common import add_data_flags, add_ray_flags
 
 REQUIRED = ("name", "path", "arch", "format")
+DEFAULT_DATASET = "digits-distractor"
 OPTIONAL = ("strength", "label", "seed", "epoch", "activation")
 
 
 def add_measure_parser(sub) -> None:
     """No torch import here: every `pags` command builds this parser."""
     p = sub.add_parser("measure", help="measure checkpoint files as a trial measures its model")
-    p.add_argument("--dataset", default="digits-distractor")
+    p.add_argument("--dataset", help="default: the pags checkpoints' own, else "
+                   f"{DEFAULT_DATASET}")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", action="append", metavar="PATH", help="repeatable")
     src.add_argument("--manifest", metavar="CSV", help="models.csv: " + ", ".join(REQUIRED))
@@ -42,32 +45,27 @@ def add_measure_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="measurement settings, e.g. eval_points=200")  # fmt: skip
     p.add_argument("--output", default="results/measure", help="results directory")
-    p.add_argument("--data-root", default="")
-    p.add_argument("--cache-dir", default="", help="shared artifacts cache (as pags sweep)")
+    add_data_flags(p)
     p.add_argument("--local", action="store_true", help="measure in this process, without Ray")
     p.add_argument("--device", default="", help="with --local: cpu, cuda, ...")
-    p.add_argument("--address", help="join a running Ray cluster (HOST:PORT or auto)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    add_ray_flags(p)
     p.add_argument("--cpus-per-task", type=float, default=1.0)
     p.add_argument("--gpus-per-task", type=float, help="default: 1 when the cluster has GPUs")
 
 
 def cmd_measure(args) -> int:
-    from sweep.cli import UsageError, _set_pairs
-    from sweep.measure import run_measure
+    from sweep.cli_common import UsageError, set_pairs
+    from sweep.files.run import run_measure
     from trainables.config import TrialConfig
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
 
-    sets = _set_pairs(args.set)
+    sets = set_pairs(args.set)
     for key in sets:
         if key not in MEASURE_FIELDS:
             raise UsageError(f"--set {key!r} is not a measurement setting; allowed: "
                              f"{', '.join(MEASURE_FIELDS)}")  # fmt: skip
     cache = os.path.abspath(args.cache_dir) if args.cache_dir else ""
     data_root = os.path.abspath(args.data_root) if args.data_root else ""
-    base = TrialConfig.from_dict(
-        {"dataset": args.dataset, "data_root": data_root, "artifacts_dir": cache, **sets}
-    )
     lines: list[str] = []
     if args.manifest:
         specs = read_manifest(args.manifest, lines.append)
@@ -81,6 +79,11 @@ def cmd_measure(args) -> int:
         ]  # fmt: skip
     for line in lines:
         print(f"[pags] bad manifest row: {line}", flush=True)
+    given = {**({"dataset": args.dataset} if args.dataset else {}), **sets}
+    settings = resolve_settings(specs, given, lambda text: print(text, flush=True))
+    base = TrialConfig.from_dict(
+        {"dataset": DEFAULT_DATASET, "data_root": data_root, "artifacts_dir": cache, **settings}
+    )
     if not (args.cpus_per_task > 0 and math.isfinite(args.cpus_per_task)):
         raise UsageError(f"--cpus-per-task {args.cpus_per_task:g} is invalid; allowed: > 0")
     gpus = args.gpus_per_task
@@ -94,8 +97,40 @@ def cmd_measure(args) -> int:
     )  # fmt: skip
 
 
+def resolve_settings(specs: list, given: dict, log: Callable[[str], None]) -> dict:
+    """The dataset and measurement settings to measure with: yours (`--dataset`, `--set`),
+    else those the pags checkpoints were measured with in their trial (so re-measuring a trial
+    reproduces it), else the defaults. Says which came from the checkpoints. Checkpoints that
+    disagree on a setting you did not give are refused (one directory, one set of settings)."""
+    from trainables.checkpoints import saved_config
+    from trainables.measure_checkpoint import MEASURE_FIELDS
+
+    found: dict[str, tuple[object, str]] = {}
+    for spec in specs:
+        cfg = saved_config(spec.path) if spec.format == "pags" else None
+        for key in ("dataset", *MEASURE_FIELDS):
+            if cfg is None or key in given or key not in cfg:
+                continue
+            value = list(cfg[key]) if isinstance(cfg[key], (tuple, list)) else cfg[key]
+            if key in found and found[key][0] != value:
+                first, name = found[key]
+                raise InputError(
+                    f"{spec.name} was measured with {key}={value!r}, {name} with {first!r}; "
+                    f"allowed: one value per --output directory (give --set {key}=... or "
+                    f"measure them into separate directories)"
+                )
+            found.setdefault(key, (value, spec.name))
+    taken = {key: value for key, (value, _) in found.items()}
+    if taken:
+        listed = ", ".join(f"{k}={v}" for k, v in taken.items())
+        log(f"[pags] settings from the checkpoints' trials: {listed}")
+    if given:
+        log("[pags] settings you gave: " + ", ".join(f"{k}={v}" for k, v in given.items()))
+    return {**taken, **given}
+
+
 def _check_args(args) -> None:
-    from sweep.cli import UsageError
+    from sweep.cli_common import UsageError
 
     problem = spec_problem(args.format, args.arch, args.strength, args.activation)
     for flag in ("seed", "epoch"):

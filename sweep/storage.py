@@ -9,17 +9,19 @@ directory.
 from __future__ import annotations
 
 import os
-import posixpath
-import uuid
 
 import pyarrow.fs as pafs
 
-from analysis.atomic import atomic_write
-from trainables.errors import InputError
+from analysis.results.atomic import filesystem, write_bytes_atomic, write_text_atomic
+from analysis.results.errors import InputError
+from analysis.results.layout import is_uri, join
 
-
-def is_uri(path: str) -> bool:
-    return "://" in path
+# The atomic writers and the layout's join live in the contract layer (analysis/results);
+# they are named here too because every sweep module reads and writes through `storage`.
+__all__ = [
+    "check_writable", "copy_file", "exists", "filesystem", "is_uri", "join", "read_bytes",
+    "read_text", "resolve", "write_bytes_atomic", "write_text_atomic",
+]  # fmt: skip
 
 
 def resolve(path: str) -> str:
@@ -27,20 +29,6 @@ def resolve(path: str) -> str:
     if is_uri(path):
         return path.rstrip("/")
     return os.path.abspath(os.path.expanduser(path))
-
-
-def join(base: str, *parts: str) -> str:
-    return posixpath.join(base, *parts) if is_uri(base) else os.path.join(base, *parts)
-
-
-def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it). Raises ValueError for an unusable URI."""
-    if not is_uri(path):
-        return pafs.LocalFileSystem(), path
-    try:
-        return pafs.FileSystem.from_uri(path)
-    except Exception as err:  # pyarrow raises several types for bad schemes/credentials
-        raise InputError(f"storage {path!r} is not usable: {' '.join(str(err).split())}") from None
 
 
 def check_writable(path: str) -> None:
@@ -87,26 +75,6 @@ def read_text(path: str) -> str | None:
     """The file's text, or None if it does not exist."""
     data = read_bytes(path)
     return None if data is None else data.decode()
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write to a temp name beside `path`, then move over it (a reader never sees half)."""
-    fs, inner = filesystem(path)
-    if not is_uri(path):
-        os.makedirs(os.path.dirname(os.path.abspath(inner)), exist_ok=True)
-        atomic_write(inner, lambda f: f.write(data))
-        return
-    # An object store has no rename across writers to race on: a PUT replaces the object
-    # whole, so the temporary object only needs a name no other writer uses.
-    fs.create_dir(posixpath.dirname(inner))
-    tmp = f"{inner}.tmp-{uuid.uuid4().hex}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, inner)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
 
 
 def copy_file(src_fs: pafs.FileSystem, src: str, dst: str) -> None:

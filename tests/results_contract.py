@@ -1,48 +1,51 @@
-"""The check that a real sweep's tables match the documented schema (analysis/schema.py), in
-both directions: every column and measure name written is documented, every documented column
-is written. Used by the real sweeps in test_sweep_run.py."""
+"""The check that a real sweep's tables match the documented columns
+(analysis/results/columns.py), in both directions: every column and measure name written is
+documented, every documented column is written. Used by the real sweeps in test_sweep_run.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from analysis import schema
-from sweep.export import EXTRA, MEASURES_FILE, TRIALS_FILE
+from analysis.results import columns, layout, tables
+from analysis.results.layout import MEASURES_FILE, TRIALS_FILE
+from analysis.results.record import TrialRecord
+from sweep.export import EXTRA
 from trainables.config import TrialConfig
 
 
 def assert_tables_match_the_schema(exp: Path, measured: bool) -> None:
     trials = pq.read_table(exp / TRIALS_FILE)
     written = set(trials.column_names)
-    documented = {c.name for c in schema.TRIALS_COLUMNS}
+    documented = {c.name for c in columns.TRIALS_COLUMNS}
     # Extras the schema allows: the flattened trial config and the export's own EXTRA columns.
     config = {f.name for f in dataclasses.fields(TrialConfig)}
     undocumented = written - documented - config - set(EXTRA)
     assert not undocumented, f"{TRIALS_FILE} columns without a documentation line: {undocumented}"
     assert documented <= written, f"documented but not written: {documented - written}"
-    meta = trials.schema.metadata[schema.METADATA_KEY.encode()].decode()
-    assert meta == schema.SCHEMA_VERSION
+    meta = trials.schema.metadata[tables.METADATA_KEY.encode()].decode()
+    assert meta == tables.SCHEMA_VERSION
 
     measures = pq.read_table(exp / MEASURES_FILE)
-    assert measures.column_names == [c.name for c in schema.MEASURES_COLUMNS]
+    assert measures.column_names == [c.name for c in columns.MEASURES_COLUMNS]
     names = set(measures.column("measure").to_pylist())
-    assert names <= set(schema.MEASURES), f"undocumented measures: {names - set(schema.MEASURES)}"
+    assert names <= set(columns.MEASURES), f"undocumented measures: {names - set(columns.MEASURES)}"
     assert {"test_accuracy", "train_loss"} <= names
-    # The record between the trial and the export, as documented (schema.RECORD_KEYS).
-    records = sorted(exp.glob(f"*/*/checkpoint_*/{schema.RECORD_FILE}"))
-    assert records, f"no {schema.RECORD_FILE} under {exp}"
+    # The record between the trial and the export, as typed (analysis/results/record.py).
+    records = sorted(exp.glob(f"*/*/checkpoint_*/{layout.RECORD_FILE}"))
+    assert records, f"no {layout.RECORD_FILE} under {exp}"
     for path in records:
         record = json.loads(path.read_text())
-        assert set(record) == set(schema.RECORD_KEYS), (
-            f"{path}: {set(record) ^ set(schema.RECORD_KEYS)}"
-        )
+        keys = {f.name for f in fields(TrialRecord)}
+        assert set(record) == keys, f"{path}: {set(record) ^ keys}"
+        assert TrialRecord.from_dict(record).to_dict() == record
         assert set(record["summary"]) <= documented, set(record["summary"]) - documented
     if measured:
         # On the synthetic set every documented measure is taken except those that need a
         # distractor (the synthetic set has a signal span but no distractor half).
-        missing = set(schema.MEASURES) - names
+        missing = set(columns.MEASURES) - names
         assert missing <= {"energy_distractor"}, f"documented, never written: {missing}"

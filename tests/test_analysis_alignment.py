@@ -11,9 +11,9 @@ from analysis import (
     fit_regimes,
     noise_robustness,
     peak_alignment,
-    schema,
 )
 from analysis.bootstrap import estimate_outside, percentile_ci
+from analysis.results import tables
 
 try:
     from test_analysis_fakes import Truth, make_tables
@@ -26,7 +26,7 @@ N_BOOT = 200
 @pytest.fixture(scope="module")
 def data():
     trials, measures = make_tables(methods=("gradnorm", "randsmooth"))
-    trials, measures = schema.coerce(trials, "trials"), schema.coerce(measures, "measures")
+    trials, measures = tables.coerce(trials, "trials"), tables.coerce(measures, "measures")
     bounds = fit_regimes(trials, measures, rng=np.random.default_rng(0), n_boot=N_BOOT)
     return trials, measures, bounds
 
@@ -50,7 +50,7 @@ def test_peak_is_found_and_lies_in_the_bayes_aligned_regime(data):
 def test_peak_outside_the_bayes_aligned_regime_is_flagged():
     truth = Truth(peak=-2.0)  # alignment best at the weakest strengths
     trials, measures = make_tables(truth=truth, baseline=False)
-    trials = schema.coerce(trials, "trials")
+    trials = tables.coerce(trials, "trials")
     bounds = fit_regimes(trials, None, rng=np.random.default_rng(0), n_boot=N_BOOT)
     peaks = peak_alignment(trials, None, bounds, rng=np.random.default_rng(0), n_boot=N_BOOT)
     r = peaks.iloc[0]

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis import schema
+from analysis.results import columns, tables
 
 STRENGTHS = tuple(float(s) for s in np.logspace(-2, 2, 9))  # 0.5-decade steps
 
@@ -115,12 +115,12 @@ def _m(cid, epoch, measure, eps, value, std, n) -> dict:
             "std": std, "n": n, "gradient": "", "reference": "", "metric": ""}  # fmt: skip
 
 
-def write_table(df: pd.DataFrame, path: Path, version: str | None = schema.SCHEMA_VERSION):
+def write_table(df: pd.DataFrame, path: Path, version: str | None = tables.SCHEMA_VERSION):
     """Write `df` as Parquet with the schema version in the metadata (None: no metadata)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     if version is not None:
         meta = dict(table.schema.metadata or {})
-        meta[schema.METADATA_KEY.encode()] = version.encode()
+        meta[tables.METADATA_KEY.encode()] = version.encode()
         table = table.replace_schema_metadata(meta)
     pq.write_table(table, path)
 
@@ -134,9 +134,9 @@ def write_results(directory: Path, trials: pd.DataFrame, measures: pd.DataFrame)
 
 def test_schema_to_arrow_round_trip():
     trials, _ = make_tables()
-    table = schema.to_arrow(trials, "trials")
-    assert table.schema.metadata[schema.METADATA_KEY.encode()] == b"1"
-    back = schema.coerce(table.to_pandas(), "trials")
+    table = tables.to_arrow(trials, "trials")
+    assert table.schema.metadata[tables.METADATA_KEY.encode()] == tables.SCHEMA_VERSION.encode()
+    back = tables.coerce(table.to_pandas(), "trials")
     assert back["seed"].dtype == np.int64 and back["strength"].dtype == np.float64
     assert "lr" in back.columns  # extra config columns survive
 
@@ -145,13 +145,13 @@ def test_schema_write_parquet_is_atomic_and_readable(tmp_path):
     from analysis import load_results
 
     trials, measures = make_tables(strengths=(1.0,), seeds=(0,))
-    schema.write_parquet(trials, tmp_path / "trials.parquet", "trials")
-    schema.write_parquet(measures, tmp_path / "measures.parquet", "measures")
+    tables.write_table(trials, tmp_path / "trials.parquet", "trials")
+    tables.write_table(measures, tmp_path / "measures.parquet", "measures")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["measures.parquet", "trials.parquet"]
     assert len(load_results(tmp_path).trials) == len(trials)
 
 
 def test_schema_documents_every_column():
-    for table in schema.TABLES:
-        doc = schema.describe(table)
+    for table in columns.TABLES:
+        doc = tables.describe(table)
         assert doc["unit"].str.len().gt(0).all() and doc["meaning"].str.len().gt(0).all()

@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from analysis import ResultsError, load_results, schema
+from analysis import ResultsError, load_results
+from analysis.results import columns
 
 try:  # tests/ is not a package: pytest puts it on sys.path (prepend import mode)
     from test_analysis_fakes import make_tables, write_results, write_table
@@ -24,7 +25,7 @@ def test_loads_with_documented_dtypes(tmp_path, tables):
     write_results(tmp_path, *tables)
     res = load_results(tmp_path)
     assert len(res.trials) == len(tables[0]) and len(res.measures) == len(tables[1])
-    for col in schema.TRIALS_COLUMNS:
+    for col in columns.TRIALS_COLUMNS:
         if col.dtype != "str":
             assert res.trials[col.name].dtype == np.dtype(col.dtype), col.name
     assert res.measures["epoch"].dtype == np.int64

@@ -10,10 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from analysis import fit_regimes, label_trials, schema  # noqa: E402
+from analysis import fit_regimes, label_trials  # noqa: E402
 from analysis.gallery import gallery_figure, load_maps, show_image, show_map  # noqa: E402
 from analysis.groups import split_groups  # noqa: E402
 from analysis.plots import plot_quantity, regime_figure, shade_regimes  # noqa: E402
+from analysis.results import tables  # noqa: E402
 
 try:
     from test_analysis_fakes import make_tables
@@ -24,7 +25,7 @@ except ImportError:
 @pytest.fixture(scope="module")
 def fitted():
     trials, _ = make_tables(seeds=(0, 1))
-    trials = schema.coerce(trials, "trials")
+    trials = tables.coerce(trials, "trials")
     bounds = fit_regimes(trials, rng=np.random.default_rng(0), n_boot=20)
     return trials, bounds
 
@@ -61,6 +62,23 @@ def test_gallery_with_rgb_maps_and_a_missing_regime(tmp_path, fitted):
     assert fig is not None and len(fig.axes) == 2 * 5
     assert "no trial with maps in regime(s) excessive" in note
     plt.close(fig)
+
+
+def test_gallery_note_says_why_it_is_skipped(tmp_path, fitted):
+    """Maps but no regime label is not the same as no maps: the note tells them apart."""
+    trials, bounds = fitted
+    labels = label_trials(trials, bounds)
+    (tmp_path / "maps").mkdir()
+    gradnorm = labels[labels["method"] == "gradnorm"]
+    fig, note = gallery_figure(tmp_path, labels, "gradnorm")
+    assert fig is None and "none of its" in note and "has a maps file" in note
+    for cid in gradnorm["config_id"]:
+        np.savez(tmp_path / "maps" / f"{cid}.npz", **{k: np.zeros((1, 1, 4, 4)) for k in
+                                                         ("inputs", "score", "gradient")})
+    unlabelled = labels.assign(regime_paper=None)
+    fig, note = gallery_figure(tmp_path, unlabelled, "gradnorm")
+    done = int((gradnorm["status"] == "completed").sum())
+    assert fig is None and f"its {done} completed trials with maps have no regime label" in note
 
 
 def test_load_maps_names_the_problem(tmp_path):

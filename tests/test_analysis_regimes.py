@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from analysis import crossing as cx
-from analysis import fit_regimes, label_trials, schema
+from analysis import fit_regimes, label_trials
 from analysis.regimes import B1, B2
+from analysis.results import tables
 
 try:
     from test_analysis_fakes import STRENGTHS, Truth, make_tables
@@ -27,8 +28,8 @@ N_BOOT = 200
 
 
 def fit(trials, measures=None, seed=0, **kw):
-    trials = schema.coerce(trials, "trials")
-    measures = None if measures is None else schema.coerce(measures, "measures")
+    trials = tables.coerce(trials, "trials")
+    measures = None if measures is None else tables.coerce(measures, "measures")
     return fit_regimes(trials, measures, rng=np.random.default_rng(seed), n_boot=N_BOOT, **kw)
 
 
@@ -144,7 +145,7 @@ def test_sweep_that_stops_before_the_decline():
         assert "lambda=3.16" in r["reason"]
     assert "never left its plateau" in row(bounds, "paper", B2)["reason"]
     trials, measures = make_tables(strengths=strengths)
-    labels = label_trials(schema.coerce(trials, "trials"), bounds)
+    labels = label_trials(tables.coerce(trials, "trials"), bounds)
     assert "excessive" not in set(labels["regime_paper"])
 
 
@@ -185,7 +186,7 @@ def test_missing_baseline_gives_reasons_not_errors():
 
 def test_labels_follow_the_boundaries():
     trials, measures = make_tables()
-    trials = schema.coerce(trials, "trials")
+    trials = tables.coerce(trials, "trials")
     bounds = fit(trials, measures)
     labels = label_trials(trials, bounds)
     assert len(labels) == len(trials) and labels["config_id"].is_unique
@@ -207,7 +208,7 @@ def test_diverged_trials_are_kept_labelled_and_excluded_from_means():
     bounds = fit(trials, measures)
     assert (bounds["n_excluded"] == last.sum()).all()
     assert row(bounds, "paper", B2)["status"] == "ok"
-    labels = label_trials(schema.coerce(trials, "trials"), bounds)
+    labels = label_trials(tables.coerce(trials, "trials"), bounds)
     assert (labels.loc[last.to_numpy(), "regime_paper"] == "excessive").all()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from analysis import ResultsError
 from analysis.report import TABLE_FILES, write_report
-from analysis.schema import REPORT_TABLES
+from analysis.report_tables import REPORT_TABLES
 
 try:
     from test_analysis_fakes import make_tables, write_results
@@ -54,7 +54,7 @@ def test_writes_markdown_html_tables_and_figures(report):
 
 
 def test_written_tables_have_exactly_the_contract_columns(report):
-    """Every report table as analysis.schema.REPORT_TABLES declares it, in order."""
+    """Every report table as analysis.report_tables.REPORT_TABLES declares it, in order."""
     _, paths = report
     for name in TABLE_FILES:
         assert list(pd.read_parquet(paths[name]).columns) == list(REPORT_TABLES[name]), name
@@ -175,3 +175,21 @@ def test_degenerate_results_still_give_a_report(tmp_path, name):
         assert CASES[name] in section
     assert paths["html"].is_file() and paths["regimes"].is_file()
     pd.read_parquet(paths["regimes"])  # readable even when empty
+
+
+def test_chance_accuracy_warning():
+    """Models at chance are named; a table without num_classes (older pags) gets no warning."""
+    import pandas as pd
+
+    from analysis.report import chance_warning
+
+    t = pd.DataFrame({"status": ["completed", "completed", "completed", "error"],
+                      "num_classes": [10, 10, 10, 10], "method": ["none", "gradnorm", "pgd_l2",
+                      "none"], "strength": [0.0, 100.0, 5.0, 0.0],
+                      "test_accuracy": [0.93, 0.12, 0.149, 0.0]})  # fmt: skip
+    text = chance_warning(t)
+    assert text.startswith("2 of 3 completed trials are within 0.05 of chance")
+    assert "gradnorm 100" in text and "pgd_l2 5" in text and "none" not in text
+    assert chance_warning(t.assign(test_accuracy=[0.1, 0.1, 0.1, 0.1])).startswith("every")
+    assert chance_warning(t.assign(test_accuracy=0.9)) == ""
+    assert chance_warning(t.drop(columns="num_classes")) == ""

@@ -63,18 +63,18 @@ def test_report_section_shows_the_search_beside_the_grid(tmp_path):
 
 
 def test_pags_analyze_of_a_search_and_a_grid_shows_them_side_by_side(tmp_path, capsys):
-    from analysis import schema
+    from analysis.results import tables
     from sweep.cli import main
 
     t = rows().assign(epochs=2, config_id=[f"c{i}" for i in range(len(rows()))])
-    t = schema.coerce(pd.concat([schema.empty("trials"), t], ignore_index=True), "trials")
+    t = tables.coerce(pd.concat([tables.empty("trials"), t], ignore_index=True), "trials")
     for name, part, cfg in (
         ("search", t[(t["search"] != "") | (t["method"] == "none")], {"search": "optuna"}),
         ("grid", t[t["search"] == ""], {"search": "grid"}),
     ):
         (tmp_path / name).mkdir()
-        schema.write_parquet(part, tmp_path / name / "trials.parquet", "trials")
-        schema.write_parquet(schema.empty("measures"), tmp_path / name / "measures.parquet",
+        tables.write_table(part, tmp_path / name / "trials.parquet", "trials")
+        tables.write_table(tables.empty("measures"), tmp_path / name / "measures.parquet",
                              "measures")  # fmt: skip
         cfg.update(objective="alignment", max_accuracy_drop=0.05)
         (tmp_path / name / "sweep_config.json").write_text(json.dumps(cfg))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import fit_regimes, schema
+from analysis import fit_regimes
+from analysis.results import tables
 from analysis.step_sizes import boundaries_by_eps, eps_table
 
 try:
@@ -18,7 +19,7 @@ N_BOOT = 100
 
 def _tables():
     trials, measures = make_tables(methods=("gradnorm",))
-    return schema.coerce(trials, "trials"), schema.coerce(measures, "measures")
+    return tables.coerce(trials, "trials"), tables.coerce(measures, "measures")
 
 
 def test_scaled_sensitivities_keep_the_boundaries():

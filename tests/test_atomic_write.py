@@ -7,8 +7,8 @@ import threading
 import pandas as pd
 import pytest
 
-from analysis import schema
-from analysis.atomic import atomic_write
+from analysis.results import tables
+from analysis.results.atomic import atomic_write
 
 try:
     from test_analysis_fakes import make_tables
@@ -17,7 +17,7 @@ except ImportError:
 
 
 def test_two_writers_of_one_table_do_not_collide(tmp_path):
-    """Writers of one path each use a temporary file of their own (schema.write_parquet once
+    """Writers of one path each use a temporary file of their own (tables.write_table once
     used a fixed `<path>.tmp`, so one writer renamed the other's half-written file)."""
     trials, _ = make_tables()
     path = tmp_path / "trials.parquet"
@@ -26,7 +26,7 @@ def test_two_writers_of_one_table_do_not_collide(tmp_path):
     def writer(seed: int) -> None:
         try:
             for _ in range(10):
-                schema.write_parquet(trials.assign(seed=seed), path, "trials")
+                tables.write_table(trials.assign(seed=seed), path, "trials")
         except BaseException as err:  # noqa: BLE001 - reported by the main thread
             errors.append(err)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from analysis.calibration import calibration_table
-from analysis.calibration_rule import BAYES_EST, LADDER_SNRS, choose_headline, judge
+from analysis.results.calibration import BAYES_EST, LADDER_SNRS, choose_headline, judge
 from trainables.data import load_dataset
 from trainables.measure.bayes import exact_bayes_gradient
 from trainables.measure.calibration import calibrate, verdicts

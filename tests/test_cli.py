@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
+from analysis.results.record import TrialRecord
 from sweep.cli import main
 from trainables.config import TrialConfig
 
@@ -21,27 +23,33 @@ def test_train_no_measure_trains_the_configured_trial_and_measures_nothing():
               "--no-measure", "--set", "train_subset=128", "--json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    # Exactly these keys: --no-measure leaves out every measurement and the maps.
-    assert set(obj) == {"status", "config_id", "config", "epochs", "train_loss",
-                        "test_accuracy", "wall_time_s", "history"}  # fmt: skip
+    # The trial record (analysis/results/record.py) without its rows; --no-measure leaves out
+    # every measurement and the maps: the summary is the last epoch's loss and accuracy.
+    assert set(obj) == {f.name for f in fields(TrialRecord)} - {"measure_rows"}
+    assert set(obj["summary"]) == {"train_loss", "test_accuracy"} and obj["measured_epoch"] == -1
     cfg = TrialConfig.from_dict(obj["config"])
     assert cfg.config_id == obj["config_id"]
     assert (cfg.method, cfg.strength, cfg.epochs, cfg.train_subset) == ("gradnorm", 0.01, 1, 128)
     assert cfg.measure is False
-    assert obj["status"] == "completed" and obj["epochs"] == 1
+    assert obj["status"] == "completed" and obj["epochs_trained"] == 1
+    assert obj["n_train"] == 128
     (epoch,) = obj["history"]
+    summary = obj["summary"]
     assert epoch["epoch"] == 1
     assert (
-        epoch["train_loss"] == obj["train_loss"] and epoch["test_accuracy"] == obj["test_accuracy"]
+        epoch["train_loss"] == summary["train_loss"]
+        and epoch["test_accuracy"] == summary["test_accuracy"]
     )
     # One epoch on 128 examples: near chance (10 classes), cross-entropy near ln 10.
-    assert 0.0 < obj["test_accuracy"] < 0.5
-    assert 1.5 < obj["train_loss"] < 3.5
+    assert 0.0 < summary["test_accuracy"] < 0.5
+    assert 1.5 < summary["train_loss"] < 3.5
+    # progress on stderr (stdout stays one JSON object): one line per epoch
+    assert f"[pags] epoch 1/1: train loss {summary['train_loss']:.4g}, test accuracy " in out.stderr
 
 
 class _RaisesValueErrorWhenLoaded:
     """Unpickling this calls float("not a number"): a ValueError raised deep inside the
-    product (torch.load in load_checkpoint), like the internal ValueErrors of schema.coerce
+    product (torch.load in load_checkpoint), like the internal ValueErrors of tables.coerce
     after hours of training. It is not a user-input check, so it must not read as one."""
 
     def __reduce__(self):

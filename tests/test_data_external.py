@@ -169,12 +169,42 @@ def test_cifar10_loads_real_pickles(tmp_path, monkeypatch, network_attempts):
     assert network_attempts == []
 
 
-def test_cifar10_checks_md5(tmp_path, network_attempts):
-    """Without our md5s torchvision sees corrupt files, tries to download, and we report it."""
+def test_cifar10_checksum_mismatch_is_named(tmp_path, network_attempts):
+    """Files in place but not the official release: the message says md5 and names the file
+    (torchvision alone would call them "not found" and try to download)."""
     write_cifar10(tmp_path)
     with pytest.raises(DataUnavailableError) as err:
         DATASETS["cifar10"](seed=0, data_root=str(tmp_path))
-    assert "cifar-10-batches-py" in str(err.value) and network_attempts
+    message = str(err.value)
+    assert "\n" not in message and "md5" in message and "batches.meta has md5" in message
+    assert "official" in message and "checksums.md5" in message
+    assert network_attempts == []
+
+
+def test_cifar10_verified_local_copy(tmp_path, network_attempts):
+    """A copy the user verified loads with its md5s in checksums.md5, and is still checked."""
+    folder, written = write_cifar10(tmp_path)
+    names = sorted(p.name for p in folder.iterdir())
+    lines = [f"{hashlib.md5((folder / n).read_bytes()).hexdigest()}  {n}" for n in names]
+    (folder / "checksums.md5").write_text("\n".join(lines) + "\n")
+    bundle = DATASETS["cifar10"](seed=0, data_root=str(tmp_path))
+    assert bundle.train.tensors[1].tolist() == sum(
+        (written[f"data_batch_{i}"][1] for i in range(1, 6)), []
+    )
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes() + b"x")
+    with pytest.raises(DataUnavailableError, match="data_batch_3 has md5 .*checksums.md5\\)"):
+        DATASETS["cifar10"](seed=0, data_root=str(tmp_path))
+    (folder / "checksums.md5").write_text("\n".join(lines[1:]) + "\n")  # one file unlisted
+    with pytest.raises(DataUnavailableError, match=f"does not list {names[0]}"):
+        DATASETS["cifar10"](seed=0, data_root=str(tmp_path))
+    assert network_attempts == []
+
+
+@pytest.mark.parametrize("name", ["mnist-distractor", "cifar10", "imagenet64"])
+def test_missing_data_root_is_named(tmp_path, monkeypatch, network_attempts, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataUnavailableError, match="no --data-root given: pass --data-root DIR"):
+        DATASETS[name](seed=0, data_root="")
 
 
 # ---------------------------------------------------------------- ImageNet-64 (npz) ----

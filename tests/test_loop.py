@@ -11,7 +11,7 @@ FAST = dict(train_subset=256, epochs=3, measure=False, batch_size=64)
 
 
 def _curve(result):
-    return [(h["train_loss"], h["test_accuracy"]) for h in result["history"]]
+    return [(h["train_loss"], h["test_accuracy"]) for h in result.history]
 
 
 @pytest.mark.parametrize("method,strength", [("gradnorm", 0.5), ("randsmooth", 0.3)])
@@ -31,7 +31,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, method, strength):
     with pytest.raises(Stop):
         run_trial(cfg, on_epoch=stop_after_first)
     resumed = run_trial(cfg, checkpoint=load_checkpoint(path))
-    assert resumed["epochs"] == 3 and len(resumed["history"]) == 3
+    assert resumed.epochs_trained == 3 and len(resumed.history) == 3
     assert _curve(resumed) == _curve(full)
 
 
@@ -45,11 +45,11 @@ def test_nonfinite_loss_ends_the_trial_as_diverged():
     # a learning rate this large sends the weights, then the loss, to infinity
     cfg = TrialConfig.from_dict({**FAST, "optimizer": "sgd", "schedule": "constant", "lr": 1e30})
     result = run_trial(cfg)
-    assert result["status"] == "diverged"
-    assert result["epochs"] == 1
-    assert math.isnan(result["train_loss"])
+    assert result.status == "diverged"
+    assert result.epochs_trained == 1
+    assert math.isnan(result.summary["train_loss"])
 
 
 def test_trains_above_chance():
     cfg = TrialConfig.from_dict({"epochs": 4, "measure": False})
-    assert run_trial(cfg)["test_accuracy"] > 0.5
+    assert run_trial(cfg).summary["test_accuracy"] > 0.5

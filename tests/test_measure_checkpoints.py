@@ -98,11 +98,14 @@ def test_checkpoint_and_state_dict_measure_as_the_trial_did(trained):
     a, b = t.loc["pags"], t.loc["state_dict"]
     assert a["weights_sha256"] == b["weights_sha256"]
     assert a["checkpoint_sha256"] != b["checkpoint_sha256"]
-    assert (a["seed"], a["epochs"], a["method"], a["model"]) == (1, 2, "pretrained", "small-cnn")
+    assert (a["seed"], a["method"], a["model"]) == (1, "pretrained", "small-cnn")
+    # trained 2 epochs elsewhere, measured after the second; no configured epochs here
+    assert (a["epochs_trained"], a["measured_epoch"], a["epochs"]) == (2, 2, -1)
     assert a["input_size"] == "1x28x14" and a["input_normalization"] == "none"
-    print("trial, pags checkpoint:", {c: (result[c], a[c]) for c in HEADLINE})
+    summary = result["summary"]
+    print("trial, pags checkpoint:", {c: (summary[c], a[c]) for c in HEADLINE})
     for col in HEADLINE:  # identical, not close: the same pipeline on the same weights
-        assert a[col] == b[col] == result[col], col
+        assert a[col] == b[col] == summary[col], col
         assert math.isfinite(a[col]), col
     # every long-format row too
     m = res.measures.merge(res.trials[["config_id", "checkpoint_format"]], on="config_id")
@@ -180,6 +183,33 @@ def test_manifest_without_its_columns_is_refused_at_once(tmp_path):
     assert code == 2 and "--epoch -1 is invalid" in err
     code, _, err = pags("measure", "--checkpoint", "x.pt", "--cpus-per-task", "nan")
     assert code == 2 and "--cpus-per-task nan is invalid" in err
+
+
+def test_a_trial_remeasured_with_no_flags_reproduces_itself(trained, tmp_path):
+    """The trial ran at non-default settings (eval_points 16, noise_draws 2): its checkpoint
+    measured with no --set takes them from the checkpoint, says so, and gives the trial's
+    numbers and its resolved metric name (not "auto")."""
+    out_dir, result = tmp_path / "out", trained["result"]
+    code, out, err = pags("measure", "--local", "--device", "cpu", "--cache-dir",
+                          trained["cache"], "--output", out_dir, "--checkpoint", trained["pags"])
+    assert code == 0, out + err
+    assert ("settings from the checkpoints' trials: dataset=digits-distractor, eval_points=16, "
+            "noise_draws=2") in out  # fmt: skip
+    row = load_results(out_dir).trials.iloc[0]
+    for col in HEADLINE:
+        assert row[col] == result[col], col
+    assert row["alignment_metric"] == result["alignment_metric"] != "auto"
+
+
+def test_checkpoints_measured_differently_are_refused_together(trained, tmp_path):
+    other = torch.load(trained["pags"], weights_only=False)
+    other["config"]["eval_points"] = 24
+    torch.save(other, tmp_path / "other.pt")
+    code, out, err = pags("measure", "--local", "--output", tmp_path / "out", "--checkpoint",
+                          trained["pags"], "--checkpoint", tmp_path / "other.pt")  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, out + err
+    assert "other.pt was measured with eval_points=24" in err and "with 16" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_one_set_of_measurement_settings_per_directory(trained, tmp_path):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from analysis import schema
 from analysis.calibration import calibration_table
-from analysis.calibration_rule import choose_headline
+from analysis.results import tables
+from analysis.results.calibration import choose_headline
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
@@ -61,7 +61,7 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     assert energy == pytest.approx(1.0, abs=1e-6)
     assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-6)
     # rows fit the documented long-format schema
-    schema.coerce(df.assign(config_id=cfg.config_id), "measures")
+    tables.coerce(df.assign(config_id=cfg.config_id), "measures")
     # the headline is the yardstick the calibration rule picks, and reads its row
     calib = calibration_table(df.assign(dataset=cfg.dataset))
     verdicts = {(r.metric, r.reference): r.calibrated for r in calib.itertuples()}

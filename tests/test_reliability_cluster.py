@@ -136,7 +136,7 @@ def test_lost_worker_node_trials_move_to_the_head_and_the_sweep_completes(cluste
     res = load_results(exp)
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
-    assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all(), t
+    assert set(t["status"]) == {"completed"} and (t["epochs_trained"] == 4).all(), t
     # The lost node's trial finished on the other node, after a checkpointed epoch.
     assert t.loc[victim, "node_id"] != cluster["worker_node_id"]
     history = reports(exp)[victim]

@@ -20,7 +20,7 @@ import pytest
 
 from analysis import load_results
 from analysis.report import write_report
-from sweep.config import from_preset
+from sweep.plan.config import from_preset
 from trainables.measure import artifacts as art_mod
 
 SWEEP = ["--preset", "synthetic", "--methods", "none,gradnorm", "--strengths", "0.01,1e6",
@@ -91,11 +91,11 @@ def test_diverged_trials_are_rows_the_sweep_goes_on_and_the_report_keeps_them(sw
     t = res.trials.set_index("strength")
     assert len(t) == 3 and res.trials["config_id"].is_unique
     assert t.loc[1e6, "status"] == "diverged" and t.loc[1e6, "method"] == "gradnorm"
-    assert t.loc[1e6, "epochs_completed"] == 1 and math.isnan(t.loc[1e6, "train_loss"])
+    assert t.loc[1e6, "epochs_trained"] == 1 and math.isnan(t.loc[1e6, "train_loss"])
     assert t.loc[1e6, "error"] == ""  # data, not an infrastructure error
     # The other trials ran to the end and were measured.
     done = t.loc[[0.0, 0.01]]
-    assert (done["status"] == "completed").all() and (done["epochs_completed"] == 2).all()
+    assert (done["status"] == "completed").all() and (done["epochs_trained"] == 2).all()
     assert done["alignment"].map(math.isfinite).all()
 
     report = write_report(exp, out_dir=exp.parent / "report")

@@ -31,7 +31,7 @@ from test_reliability_helpers import (
 )
 
 from analysis import load_results
-from sweep.tune_state import BACKUP_FILE
+from sweep.tune.tune_state import BACKUP_FILE
 from trainables.config import TrialConfig
 from trainables.loop import run_trial
 
@@ -43,7 +43,7 @@ FOUR = [*BASE, "--methods", "none,randsmooth", "--strengths", "0.1,0.3,0.5", "--
         "--num-cpus", "2"]  # fmt: skip
 
 
-def reference_run(config_json: str) -> dict:
+def reference_run(config_json: str):
     """The trial run uninterrupted, in this process, with the worker's one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a trial with 1 CPU trains on one thread (tune_trainable.py)
@@ -76,7 +76,7 @@ def test_killed_trial_worker_resumes_from_checkpoint_and_matches_uninterrupted_r
     res = load_results(exp)
     assert len(res.trials) == 1, res.trials
     row = res.trials.iloc[0]
-    assert row["status"] == "completed" and row["epochs_completed"] == 6
+    assert row["status"] == "completed" and row["epochs_trained"] == 6
 
     # The retry ran in a new worker and started after a checkpointed epoch, not from scratch.
     (history,) = reports(exp).values()
@@ -92,9 +92,9 @@ def test_killed_trial_worker_resumes_from_checkpoint_and_matches_uninterrupted_r
 
     # The same numbers as the trial run without interruption (same seed, bit for bit).
     ref = reference_run(row["config_json"])
-    assert row["train_loss"] == ref["train_loss"]
-    assert row["test_accuracy"] == ref["test_accuracy"]
-    assert curve["value"].tolist() == [h["train_loss"] for h in ref["history"]]
+    assert row["train_loss"] == ref.summary["train_loss"]
+    assert row["test_accuracy"] == ref.summary["test_accuracy"]
+    assert curve["value"].tolist() == [h["train_loss"] for h in ref.history]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_second_sweep_on_the_same_directory_is_refused_while_the_first_runs(unin
     res = load_results(exp)
     assert len(res.trials) == 4 and res.trials["config_id"].is_unique
     assert set(res.trials["status"]) == {"completed"}
-    assert (res.trials["epochs_completed"] == 4).all()
+    assert (res.trials["epochs_trained"] == 4).all()
     assert (exp / "sweep_config.json").read_bytes() == uninterrupted["sweep_config"]
 
 
@@ -190,7 +190,7 @@ def assert_resumed_whole(exp, finished: dict, lines_before: dict, reference_exp,
     res = load_results(exp)
     t = res.trials.set_index("config_id")
     assert len(t) == 4 and t.index.is_unique
-    assert set(t["status"]) == {"completed"} and (t["epochs_completed"] == 4).all()
+    assert set(t["status"]) == {"completed"} and (t["epochs_trained"] == 4).all()
     # No finished trial ran again: same worker and wall time, no epoch trained again. If the
     # driver died after a trial's last report but before it marked the trial finished, Tune
     # restores that trial from its final checkpoint, which trains nothing and re-reports the

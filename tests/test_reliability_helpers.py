@@ -99,7 +99,7 @@ def final_columns(trials, measures):
     """The columns a rerun with the same seeds must reproduce exactly (no pids, times, nodes),
     sorted so that two runs compare row by row."""
     t = trials[
-        ["config_id", "method", "strength", "seed", "status", "epochs_completed", "train_loss",
+        ["config_id", "method", "strength", "seed", "status", "epochs_trained", "train_loss",
          "test_accuracy"]
     ].sort_values("config_id").reset_index(drop=True)  # fmt: skip
     m = measures[["config_id", "epoch", "measure", "eps", "value"]]

@@ -2,8 +2,8 @@
 override exits 2 with one line on stderr, no traceback, and writes nothing.
 
 `sweep.cli.main` runs in this process. Sweeps are *not* dry runs in the first test: the real
-code path runs until Ray would start, and reaching Ray (`sweep.cluster.connect`) with an invalid
-input fails the test. No generated value makes the CLI touch the network: addresses have no
+code path runs until Ray would start, and reaching Ray (`sweep.tune.cluster.connect`) with an
+invalid input fails the test. No generated value makes the CLI touch the network: addresses have no
 digits (no port, so no connection attempt) and storage URIs have unknown schemes.
 (tests/test_bad_input.py covers TrialConfig dicts and `pags train`.)
 """
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from sweep import cluster
 from sweep.cli import build_parser, main
-from sweep.config import OBJECTIVES, RESERVED
-from sweep.presets import PRESETS
+from sweep.plan.config import OBJECTIVES, RESERVED
+from sweep.plan.presets import PRESETS
+from sweep.tune import cluster
 from trainables.config import METHODS, OPTIMIZERS, SCHEDULES, TrialConfig
 from trainables.models import ACTIVATIONS
 from trainables.recipes import recipe_config

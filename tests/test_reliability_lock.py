@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from sweep import cluster
+from analysis.results.layout import LOCK_FILE
 from sweep.cli import main
-from sweep.experiment import LOCK_FILE, locked
+from sweep.experiment import locked
+from sweep.tune import cluster
 
 HOLD = """
 import sys, time

@@ -10,8 +10,8 @@ import socket
 import pytest
 
 from sweep.cli import main
-from sweep.config import from_preset
 from sweep.experiment import SWEEP_FILE, claim
+from sweep.plan.config import from_preset
 
 TINY = ["--methods", "none,randsmooth", "--strengths", "0.5", "--epochs", "1"]
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from sweep.config import first_difference, from_preset
-from sweep.presets import PRESETS, ROBUST_METHODS, get_preset
+from sweep.plan.config import first_difference, from_preset
+from sweep.plan.presets import PRESETS, ROBUST_METHODS, get_preset
 from trainables.objectives import from_reference_lambda
 from trainables.recipes import RECIPES
 

@@ -4,8 +4,6 @@ No Ray runtime here: the records are what `trainables.tune_trainable` writes int
 """
 
 import math
-import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 
 from analysis import load_results
 from sweep.export import TrialOutcome, build_tables, write_results
-from sweep.progress import ProgressLine, progress_line
+from sweep.tune.progress import ProgressLine, progress_line
 from trainables.config import TrialConfig
 from trainables.tune_trainable import build_record, flat_metrics, trial_config
 
@@ -155,22 +153,11 @@ def test_progress_reporter_counts_and_best():
     assert "best alignment 0.800 (randsmooth sigma=0.2)" in line
 
 
-def test_only_one_trial_side_module_imports_ray_tune():
-    root = Path(__file__).resolve().parents[1] / "trainables"
-    out = subprocess.run(
-        ["grep", "-rlE", r"ray\.tune|from ray import tune", str(root), "--include=*.py"],
-        capture_output=True,
-        text=True,
-    )
-    files = sorted(Path(p).name for p in out.stdout.split())
-    assert files == ["tune_trainable.py"], files
-
-
 def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
     """A Tune Result (faked: config, error, metrics, checkpoint) -> TrialOutcome."""
     import json
 
-    from sweep.launch import outcome as outcome_of
+    from sweep.tune.launch import outcome as outcome_of
 
     cfg = TrialConfig.from_dict({"method": "randsmooth", "strength": 0.1, "epochs": 4})
     ckpt = tmp_path / "checkpoint_000001"
@@ -195,32 +182,32 @@ def test_outcome_of_a_result_reads_its_last_checkpoint(tmp_path):
     never = SimpleNamespace(config=None, error=None, metrics={}, checkpoint=None)
     assert outcome_of(never).status == "running"
     trials, _ = build_tables([stopped], "exp", VERSIONS)
-    assert trials.loc[0, "status"] == "stopped" and trials.loc[0, "epochs_completed"] == 2
+    assert trials.loc[0, "status"] == "stopped" and trials.loc[0, "epochs_trained"] == 2
     assert trials.loc[0, "error"] == "" and "early_stopped" not in trials.columns
 
 
 def test_every_written_column_is_documented_and_search_columns_name_the_study(tmp_path):
-    """The trials table has the documented columns (analysis/schema.py) plus the flattened
+    """The trials table has the documented columns (analysis/results/columns.py) plus the flattened
     trial config and export.EXTRA, nothing undocumented; a searched trial names its study and
     Optuna trial number; tables written before those columns load with their defaults."""
     from dataclasses import fields
 
-    from analysis import schema
+    from analysis.results import columns, tables
     from sweep.export import EXTRA
 
     searched = outcome(strength=0.5)
     searched.search, searched.search_trial = "search-randsmooth", 3
     trials, _ = build_tables([outcome(), searched], "exp", VERSIONS)
-    allowed = {c.name for c in schema.TRIALS_COLUMNS} | set(EXTRA)
+    allowed = {c.name for c in columns.TRIALS_COLUMNS} | set(EXTRA)
     allowed |= {f.name for f in fields(TrialConfig)}
     assert set(trials.columns) <= allowed, set(trials.columns) - allowed
-    assert {c.name for c in schema.TRIALS_COLUMNS} <= set(trials.columns)
+    assert {c.name for c in columns.TRIALS_COLUMNS} <= set(trials.columns)
     by_strength = trials.set_index("strength")
     assert by_strength.loc[0.5, ["search", "search_trial"]].tolist() == ["search-randsmooth", 3]
     assert by_strength.loc[0.1, ["search", "search_trial"]].tolist() == ["", -1]
     old = trials.drop(columns=["search", "search_trial"])
-    schema.write_parquet(old, tmp_path / "trials.parquet", "trials")
-    schema.write_parquet(schema.empty("measures"), tmp_path / "measures.parquet", "measures")
+    tables.write_table(old, tmp_path / "trials.parquet", "trials")
+    tables.write_table(tables.empty("measures"), tmp_path / "measures.parquet", "measures")
     back = load_results(tmp_path).trials
     assert back["search"].tolist() == ["", ""] and back["search_trial"].tolist() == [-1, -1]
     assert back["search_trial"].dtype == "int64"

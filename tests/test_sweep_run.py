@@ -59,6 +59,15 @@ def test_written_tables_match_the_documented_schema(tiny):
     assert_tables_match_the_schema(exp, measured=False)
 
 
+def test_each_trial_logs_its_epochs_in_its_directory(tiny):
+    exp, _, _ = tiny
+    logs = sorted(exp.glob("tune/*/stdout"))
+    assert len(logs) == 3  # the baseline and 2 strengths of randsmooth
+    for log in logs:
+        text = log.read_text()
+        assert "[pags] epoch 1/2: train loss" in text and "[pags] epoch 2/2:" in text, log
+
+
 def checkpoints(exp: Path) -> list[str]:
     return sorted(str(p.relative_to(exp)) for p in exp.glob("tune/*/checkpoint_*"))
 
@@ -70,7 +79,7 @@ def test_tables_have_exactly_one_row_per_trial(tiny):
     assert len(res.trials) == 3 and res.trials["config_id"].is_unique
     assert set(res.trials["status"]) == {"completed"}
     assert sorted(res.trials["strength"]) == [0.0, 0.1, 0.5]
-    assert (res.trials["epochs_completed"] == 2).all() and (res.trials["pid"] > 0).all()
+    assert (res.trials["epochs_trained"] == 2).all() and (res.trials["pid"] > 0).all()
     assert set(res.trials["ray_version"]) == {__import__("ray").__version__}
     curve = res.measures[res.measures["measure"] == "test_accuracy"]
     assert len(curve) == 3 * 2
@@ -182,7 +191,7 @@ def test_asha_stopped_trials_are_kept_as_stopped(tmp_path):
     assert set(trials["status"]) <= {"completed", "stopped"}, trials["status"]
     stopped = trials[trials["status"] == "stopped"]
     assert sorted(stopped["method"]) == ["randsmooth", "randsmooth"], stopped
-    assert (stopped["epochs_completed"] < 4).all()
-    assert (trials.loc[trials["status"] == "completed", "epochs_completed"] == 4).all()
+    assert (stopped["epochs_trained"] < 4).all()
+    assert (trials.loc[trials["status"] == "completed", "epochs_trained"] == 4).all()
     assert (stopped["error"] == "").all()
     assert "stopped: ended early by ASHA" in out.stdout

@@ -1,4 +1,4 @@
-"""The peak search's Optuna side without Ray (sweep/search.py): seeds per strength, the mean
+"""The peak search's Optuna side without Ray (sweep/tune/search.py): seeds per strength, the mean
 told once all seeds ended, the accuracy constraint, a study that survives the driver."""
 
 import math
@@ -7,7 +7,7 @@ import pickle
 import optuna
 import pytest
 
-from sweep.search import StrengthSearcher, study_name, study_url, summarize
+from sweep.tune.search import StrengthSearcher, study_name, study_url, summarize
 from trainables.tune_trainable import searched_strength
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from test_reliability_helpers import descendants, finish, reap, reports, start_sweep, wait_until
 
 from analysis import load_results
-from sweep.search import STUDY_FILE, study_name, study_url
+from analysis.results.layout import STUDY_FILE
+from sweep.tune.search import study_name, study_url
 
 pytestmark = pytest.mark.ray
 

@@ -1,12 +1,12 @@
 """Tune's experiment state cut off by a killed driver: the backup callback keeps the last
-complete copy and `repair` puts it back before a restore (sweep/tune_state.py)."""
+complete copy and `repair` puts it back before a restore (sweep/tune/tune_state.py)."""
 
 import json
 
 import pytest
 from ray import cloudpickle
 
-from sweep.tune_state import BACKUP_FILE, StateBackup, newest, repair
+from sweep.tune.tune_state import BACKUP_FILE, StateBackup, newest, repair
 
 
 def write_state(d, session: str, state: dict) -> str:

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from sweep.cli import main
-from sweep.config import from_preset
-from sweep.presets import PRESETS
+from sweep.plan.config import from_preset
+from sweep.plan.presets import PRESETS
 from trainables.tune_trainable import searched_strength, trial_config
 
 
@@ -49,7 +49,7 @@ def test_dry_run_gives_the_config_id_of_a_searched_trial(preset, capsys):
 
 def test_the_preset_lr_rule_reaches_pags_train(capsys):
     """cifar10's gradient-norm rule divides the lr above lambda_ref = 0.01; smoothness by
-    lambda / 10 above 10 (the reference code's rules, sweep/presets.py)."""
+    lambda / 10 above 10 (the reference code's rules, sweep/plan/presets.py)."""
     weak = dry_run(capsys, "--preset", "cifar10", "--method", "smoothness", "--strength", "1")
     strong = dry_run(capsys, "--preset", "cifar10", "--method", "smoothness", "--strength", "100")
     assert weak["config"]["lr"] == 0.025

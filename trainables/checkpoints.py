@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from analysis.errors import one_line
-from trainables.errors import InputError
+from analysis.results.errors import InputError, one_line
 from trainables.models import MODELS, build_model
 
 FORMATS = ("pags", "state_dict", "torchvision", "robustness")
@@ -134,6 +133,17 @@ def _fit(path: str, model: nn.Module, sd: dict, arch: str) -> None:
 
 def _strip(sd: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def saved_config(path: str) -> dict | None:
+    """The trial config a pags checkpoint carries, or None when the file cannot be read or has
+    none (`load` reports those problems, one line per file, when it measures)."""
+    try:
+        obj = _read(path, trusted=True)
+    except CheckpointError:
+        return None
+    cfg = obj.get("config") if isinstance(obj, dict) else None
+    return cfg if isinstance(cfg, dict) else None
 
 
 def load(

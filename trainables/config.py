@@ -3,7 +3,9 @@
 Identity from configuration (open_lth): a trial's directory, checkpoint and result rows are keyed
 by `config_id`, a hash of every identity field, never by a parsed name. Fields marked
 `identity=False` (where the data lives, where artifacts are cached) say where things are, not
-what the trial is, so moving the data does not change the id.
+what the trial is, so moving the data does not change the id. Fields added after results were
+first published (`_added`) count only when set away from their default, so every trial that
+existed before keeps its id (and its finished result on resume).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from analysis.schema import METHODS  # the results contract names the objectives
-from trainables.errors import InputError
+from analysis.results.errors import InputError
+from analysis.results.methods import METHODS
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")
@@ -25,6 +27,11 @@ ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
 
 def _where(**meta: Any) -> Any:
     return field(default="", metadata={"identity": False, **meta})
+
+
+def _added(default: Any) -> Any:
+    """A field added after the first results: in the id only when not at `default`."""
+    return field(default=default, metadata={"elide_default": True})
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class TrialConfig:
     smooth_sigma: float = 0.1  # noise of the smoothness penalty (its strength is lambda)
     pgd_steps: int = 4
     train_subset: int = 0  # 0 = the whole training set
+    augment: str = _added("none")  # training-batch augmentation (the recipe's; docs/method.md)
+    mixed_precision: str = _added("auto")  # auto: bf16 autocast + channels_last on CUDA only
     # measurements (trainables/measure); 0 / () / "" mean "the dataset's documented default"
     measure: bool = True
     measure_every: int = 0  # 0 = only after the last epoch
@@ -63,6 +72,8 @@ class TrialConfig:
     latent_dim: int = 0
     score_sigma: float = 0.0
     alignment_metric: str = "auto"
+    ae_max_epochs: int = _added(0)  # caps of the shared artifacts' training (0: the dataset's)
+    denoiser_max_epochs: int = _added(0)
     data_root: str = _where()
     artifacts_dir: str = _where()
 
@@ -90,8 +101,10 @@ class TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def validate(self) -> None:
+        from trainables.augment import AUGMENT
         from trainables.data import DATASETS
         from trainables.models import ACTIVATIONS, MODELS
+        from trainables.precision import MODES as PRECISION_MODES
 
         _choice("dataset", self.dataset, DATASETS.names())
         _choice("model", self.model, MODELS.names())
@@ -100,6 +113,8 @@ class TrialConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
+        _choice("augment", self.augment, tuple(AUGMENT))
+        _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
         _at_least("strength", self.strength, 0.0)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)
@@ -109,6 +124,8 @@ class TrialConfig:
         _at_least("eval_points", self.eval_points, 1)
         _at_least("noise_draws", self.noise_draws, 1)
         _at_least("latent_dim", self.latent_dim, 0)
+        _at_least("ae_max_epochs", self.ae_max_epochs, 0)
+        _at_least("denoiser_max_epochs", self.denoiser_max_epochs, 0)
         _at_least("score_sigma", self.score_sigma, 0.0)
         _at_least("smooth_sigma", self.smooth_sigma, 0.0)
         _at_least("weight_decay", self.weight_decay, 0.0)
@@ -132,7 +149,14 @@ class TrialConfig:
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
             if f.metadata.get("identity", True)
+            and not self.at_added_default(f.name, getattr(self, f.name))
         }
+
+    @staticmethod
+    def at_added_default(name: str, value: Any) -> bool:
+        """Whether `value` is the default of a field added later (one an id leaves out)."""
+        f = {f.name: f for f in dataclasses.fields(TrialConfig)}[name]
+        return bool(f.metadata.get("elide_default")) and value == f.default
 
     @property
     def config_id(self) -> str:

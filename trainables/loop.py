@@ -18,11 +18,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
+from analysis.results.record import TrialRecord
+from trainables.augment import AUGMENT
 from trainables.config import TrialConfig
 from trainables.data import DataBundle, load_dataset
 from trainables.models import build_model
 from trainables.objectives import OBJECTIVES
+from trainables.precision import autocast, to_channels_last, uses_mixed_precision
+from trainables.progress import Log, epoch_line
+from trainables.runtime import denormals_flushed
 
 # Measurer: (model, epoch) -> (summary metrics, long-format rows). Built by trainables.measure.
 Measurer = Callable[[nn.Module, int], tuple[dict, list[dict]]]
@@ -71,6 +76,8 @@ def train_subset(bundle: DataBundle, cfg: TrialConfig) -> Dataset:
 def build_state(cfg: TrialConfig, bundle: DataBundle, device: torch.device) -> TrialState:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, bundle.shape[0], bundle.num_classes, cfg.activation).to(device)
+    if uses_mixed_precision(cfg.mixed_precision, device):
+        model = model.to(memory_format=torch.channels_last)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -112,11 +119,18 @@ def batches(dataset: Dataset, order: torch.Tensor, batch_size: int, device: torc
 def train_epoch(state: TrialState, cfg: TrialConfig, data: Dataset, device) -> float:
     """One pass over `data`; mean training loss, or NaN as soon as a loss is non-finite."""
     objective = OBJECTIVES[cfg.method]
+    augment = AUGMENT[cfg.augment]
+    mixed = uses_mixed_precision(cfg.mixed_precision, device)
     state.model.train()
     order = torch.randperm(len(data), generator=state.data_gen)
     total, count = 0.0, 0
     for x, y in batches(data, order, cfg.batch_size, device):
-        loss = objective(state.model, x, y, cfg.strength, cfg, state.noise_gen)
+        if augment is not None:
+            x = augment(x, state.data_gen)
+        with autocast(mixed, device):
+            loss = objective(
+                state.model, to_channels_last(x, mixed), y, cfg.strength, cfg, state.noise_gen
+            )
         if not torch.isfinite(loss):
             return float("nan")
         state.optimizer.zero_grad(set_to_none=True)
@@ -149,24 +163,20 @@ def run_trial(
     checkpoint: dict | None = None,
     on_epoch: OnEpoch | None = None,
     measurer: Measurer | None = None,
-) -> dict:
-    """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's result.
+    log: Log | None = None,
+) -> TrialRecord:
+    """Train `cfg.epochs` epochs (from `checkpoint` if given) and return the trial's record.
 
     After each epoch `on_epoch(metrics, make_checkpoint)` is called; `make_checkpoint()` returns
     the full state as a dict (for torch.save). `measurer(model, epoch)` runs every
     `cfg.measure_every` epochs and after the last one. A non-finite loss ends the trial with
-    status "diverged" (its row stays; no exception).
+    status "diverged" (its row stays; no exception). `log` gets one line per epoch.
     """
-    # Denormals made one prototype trial 4x slower. The flag is process-wide CPU state, so it is
-    # switched off again on the way out (other code in the process may need subnormals).
-    torch.set_flush_denormal(True)
-    try:
-        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer)
-    finally:
-        torch.set_flush_denormal(False)
+    with denormals_flushed():
+        return _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log)
 
 
-def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
+def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer, log) -> TrialRecord:
     device = torch.device(device or "cpu")
     bundle = bundle or load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
     data = train_subset(bundle, cfg)
@@ -192,29 +202,19 @@ def _run_trial(cfg, device, bundle, checkpoint, on_epoch, measurer) -> dict:
                 metrics["measure_rows"] = rows
         metrics["epoch_time_s"] = time.perf_counter() - start
         state.history.append(metrics)
+        if log is not None:
+            log(epoch_line(metrics, cfg.epochs))
         if on_epoch is not None:
             on_epoch(metrics, functools.partial(checkpoint_dict, cfg, state))
-    return summarize(cfg, state, "completed" if status == "running" else status)
+    status = "completed" if status == "running" else status
+    return summarize(cfg, state, status, n_train=len(data), n_test=len(bundle.test),
+                     num_classes=bundle.num_classes)  # fmt: skip
 
 
-def summarize(cfg: TrialConfig, state: TrialState, status: str) -> dict:
-    """The trial's result: final metrics, the last measurement, the per-epoch history."""
-    last = state.history[-1] if state.history else {}
-    measured = [h for h in state.history if "measure_rows" in h]
-    result = {
-        "status": status,
-        "config_id": cfg.config_id,
-        "config": cfg.to_dict(),
-        "epochs": state.epoch,
-        "train_loss": last.get("train_loss", float("nan")),
-        "test_accuracy": last.get("test_accuracy", float("nan")),
-        "wall_time_s": sum(h["epoch_time_s"] for h in state.history),
-    }
-    if measured:
-        result.update(measured[-1]["measures"])
-    result["history"] = [{k: v for k, v in h.items() if k != "measure_rows"} for h in state.history]
-    result["measure_rows"] = [row for h in measured for row in h["measure_rows"]]
-    return result
+def summarize(cfg: TrialConfig, state: TrialState, status: str, **info) -> TrialRecord:
+    """The trial's result (analysis/results/record.py): the last measurement's summary, the
+    per-epoch history and every measurement row."""
+    return TrialRecord.from_history(cfg.to_dict(), cfg.config_id, state.history, status, **info)
 
 
 def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
@@ -224,7 +224,7 @@ def checkpoint_dict(cfg: TrialConfig, state: TrialState) -> dict:
 
 
 def save_checkpoint(state: dict, path: str) -> None:
-    """Atomic (analysis/atomic.py): a reader never sees half a checkpoint."""
+    """Atomic (analysis/results/atomic.py): a reader never sees half a checkpoint."""
     atomic_write(path, lambda f: torch.save(state, f))
 
 

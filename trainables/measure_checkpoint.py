@@ -4,7 +4,7 @@ Same data, same shared artifacts, same `build_measurer`, same measurement seed: 
 seeds its noise from (seed, epoch), so a pags checkpoint is measured with its trial's seed at
 its last epoch and reproduces the trial's final measurement bit for bit; other formats take
 seed and epoch from the user (default 0) or, for the robustness library, the file's epoch.
-No Ray in here: `sweep/measure.py` runs this as one Ray task per checkpoint.
+No Ray in here: `sweep/files/run.py` runs this as one Ray task per checkpoint.
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from analysis.results.record import TrialRecord
 from trainables import checkpoints
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
 from trainables.loop import accuracy
 from trainables.measure.artifacts import Artifacts
 from trainables.measure.evaluate import build_measurer
+from trainables.runtime import denormals_flushed
 
 # The TrialConfig fields that change a measurement (besides dataset and seed); the only ones
 # `pags measure --set` accepts.
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
+    "ae_max_epochs", "denoiser_max_epochs",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
 
@@ -72,33 +75,31 @@ def measure_checkpoint(
     cfg = base.replace(seed=seed)
     bundle = bundle_for(seed)
     model = loaded.model.to(device)
-    # As run_trial does around its measurements (denormals), so that the numbers match.
-    torch.set_flush_denormal(True)
-    try:
+    with denormals_flushed():  # as run_trial measures, so that the numbers match
         test_accuracy = accuracy(model, bundle.test, device)
         summary, rows = build_measurer(cfg, bundle, device, artifacts)(model, epoch)
-    finally:
-        torch.set_flush_denormal(False)
     maps = summary.pop("maps", None)
-    record = {
-        "spec": spec.to_dict(),
-        "measure_config": {k: v for k, v in cfg.to_dict().items() if k in (*MEASURE_FIELDS,
-                                                                           "dataset", "seed")},
-        "status": "completed",
-        "arch": loaded.arch,
-        "seed": seed,
-        "epoch": epoch,
-        "input_normalization": loaded.normalization,
-        "input_size": "x".join(map(str, bundle.shape)),
-        "weights_sha256": checkpoints.weights_sha256(loaded.model),
-        "test_accuracy": test_accuracy,
-        "n_test": len(bundle.test),
-        "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))},
-        "measure_rows": rows,
-        "wall_time_s": time.perf_counter() - start,
-        "versions": {"torch": torch.__version__},
-    }  # fmt: skip
-    return record, maps
+    measured = {"epoch": epoch, "test_accuracy": test_accuracy, "measures": summary,
+                "measure_rows": rows, "epoch_time_s": time.perf_counter() - start}  # fmt: skip
+    record = TrialRecord.from_history(
+        {k: v for k, v in cfg.to_dict().items() if k in (*MEASURE_FIELDS, "dataset", "seed")},
+        "",  # the config_id: sweep/files/run.py's plan names it (file hash and settings)
+        [measured],
+        "completed",
+        n_test=len(bundle.test),
+        num_classes=bundle.num_classes,
+        versions={"torch": torch.__version__},
+        checkpoint={
+            "spec": spec.to_dict(),
+            "arch": loaded.arch,
+            "input_normalization": loaded.normalization,
+            "input_size": "x".join(map(str, bundle.shape)),
+            "weights_sha256": checkpoints.weights_sha256(loaded.model),
+        },
+    )
+    # The model was trained `epoch` epochs elsewhere: the record's epochs are the file's.
+    record.epochs_trained = epoch
+    return record.to_dict(), maps
 
 
 def _first(*values):

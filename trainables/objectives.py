@@ -11,6 +11,10 @@ CE (each example's gradient carries 1/B), squares and sums, multiplies by 1e5 an
 so its penalty is 1e5 / B^2 times ours:
     lambda_ours = lambda_ref * 1e5 / B^2,    lambda_ref = lambda_ours * B^2 / 1e5
 (`to_reference_lambda` / `from_reference_lambda`; e.g. at B = 128, lambda_ref 1 = ours 6.1).
+
+Every other fact of a method (strength symbol, step cost, reference scale, lr rule) is its
+record in analysis/results/methods.py; `OBJECTIVES` attaches the loss to the same names, and
+the check at the bottom keeps the two in step.
 """
 
 from __future__ import annotations
@@ -21,19 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis.results.methods import METHODS, from_reference_lambda, to_reference_lambda
 from trainables.attacks import pgd_l2
 from trainables.registry import Registry
 
+__all__ = ["OBJECTIVES", "Objective", "from_reference_lambda", "to_reference_lambda"]
+
 Objective = Callable[..., torch.Tensor]
 OBJECTIVES: Registry = Registry("method")
-
-
-def to_reference_lambda(lam: float, batch_size: int) -> float:
-    return lam * batch_size**2 / 1e5
-
-
-def from_reference_lambda(lam_ref: float, batch_size: int) -> float:
-    return lam_ref * 1e5 / batch_size**2
 
 
 def _noise(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
@@ -55,7 +54,7 @@ def gradient_norm(model: nn.Module, x, y, strength: float, cfg, gen) -> torch.Te
     # Summing keeps each example's own gradient (examples are independent given eval-free
     # layers; BatchNorm couples them slightly, as in the reference code).
     (grad,) = torch.autograd.grad(per_example.sum(), x, create_graph=True)
-    penalty = grad.pow(2).flatten(1).sum(1).mean()
+    penalty = grad.float().pow(2).flatten(1).sum(1).mean()  # fp32 even under bf16 autocast
     return per_example.mean() + strength * penalty
 
 
@@ -65,8 +64,12 @@ def smoothness(model: nn.Module, x, y, strength: float, cfg, gen) -> torch.Tenso
     f the logits."""
     if strength == 0:
         return cross_entropy(model, x, y, 0.0, cfg, gen)
-    logits = model(x)
-    noisy = model(x + _noise(x, cfg.smooth_sigma, gen))
+    # Always in fp32: the penalty is the difference of two nearby outputs, and bf16 rounding
+    # (about 0.4% of each logit) is as large as that difference (under autocast it was 44% off
+    # in tests/test_recipe_training.py). No effect without autocast.
+    with torch.autocast(x.device.type, enabled=False):
+        logits = model(x)
+        noisy = model(x + _noise(x, cfg.smooth_sigma, gen))
     penalty = (logits - noisy).pow(2).sum(1).mean()
     return F.cross_entropy(logits, y) + strength * penalty
 
@@ -84,3 +87,10 @@ def adversarial_l2(model: nn.Module, x, y, strength: float, cfg, gen) -> torch.T
     """CE(f(x + delta*), y), delta* from `cfg.pgd_steps` L2 PGD steps in the radius-eps ball."""
     delta = pgd_l2(model, x, y, strength, cfg.pgd_steps)
     return F.cross_entropy(model(x + delta), y)
+
+
+if set(OBJECTIVES) != set(METHODS):  # a method's record without a loss, or a loss without one
+    raise RuntimeError(
+        f"objectives {sorted(OBJECTIVES)} and the method registry {sorted(METHODS)} differ "
+        "(analysis/results/methods.py)"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainables.objectives import to_reference_lambda
+from analysis.results.methods import method, scaled_lr
 
 RECIPES: dict[str, dict[str, Any]] = {
     "digits-distractor": dict(
@@ -30,22 +30,26 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="small-cnn", optimizer="sgd", lr=0.1, momentum=0.9, schedule="multistep",
         milestones=(3, 6), epochs=9, batch_size=128,
     ),
-    # Paper: ResNet18, SGD lr 0.025, 200 epochs, decay x0.1 at 150 and 175.
+    # Paper: ResNet18, SGD lr 0.025, 200 epochs, decay x0.1 at 150 and 175; the reference
+    # code trains on 4-pixel random crops with horizontal flips.
     "cifar10": dict(
         model="resnet18-cifar", optimizer="sgd", lr=0.025, momentum=0.9, weight_decay=5e-4,
         schedule="multistep", milestones=(150, 175), epochs=200, batch_size=128,
+        augment="crop-flip",
     ),
-    # Paper: 90 epochs, batch 4096, lr 0.1 decayed at 30 and 60; PGD 3 steps.
+    # Paper: 90 epochs, batch 4096, lr 0.1 decayed at 30 and 60; PGD 3 steps; the reference
+    # code crops with 8-pixel padding and flips.
     "imagenet64": dict(
         model="resnet18-imagenet64", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-5,
         schedule="multistep", milestones=(30, 60), epochs=90, batch_size=4096, pgd_steps=3,
+        augment="crop-flip",
     ),
 }  # fmt: skip
 
 # The reference code divides the CIFAR-10 learning rate by lambda_ref / 0.01 for gradient-norm
-# lambda_ref > 0.01 (otherwise large lambdas diverge at the base rate). Its threshold is in the
-# reference code's scale, lambda_ref = lambda * B^2 / 1e5 (trainables/objectives.py).
-GRADNORM_LR_RULE = {"cifar10"}
+# lambda_ref > 0.01 (otherwise large lambdas diverge at the base rate): the gradient-norm
+# method's lr rule (analysis/results/methods.py), applied by the recipe on these datasets.
+RECIPE_LR_RULE = {"cifar10": ("gradnorm",)}
 
 
 def recipe_config(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -53,24 +57,17 @@ def recipe_config(overrides: dict[str, Any]) -> dict[str, Any]:
     dataset = overrides.get("dataset", "digits-distractor")
     merged = {**RECIPES.get(dataset, {}), **overrides}
     strength = float(merged.get("strength", 0.0) or 0.0)
-    lam_ref = to_reference_lambda(strength, int(merged.get("batch_size", 64)))
-    if dataset in GRADNORM_LR_RULE and merged.get("method") == "gradnorm" and lam_ref > 0.01:
-        if "lr" not in overrides:
-            merged["lr"] = merged["lr"] / (lam_ref / 0.01)
+    name = merged.get("method")
+    if name in RECIPE_LR_RULE.get(dataset, ()) and "lr" not in overrides:
+        batch_size = int(merged.get("batch_size", 64))
+        merged["lr"] = method(name).recipe_lr(merged["lr"], strength, batch_size)
     return merged
 
 
-# A preset's learning-rate rule for one method: (threshold, scale). The strength converted to
-# the reference code's scale is `strength * scale`; above `threshold` the lr is divided by
-# (converted strength / threshold), as the reference code does (sweep/presets.py).
+# A preset's learning-rate rule for one method: (threshold, scale), `Method.lr_rule`
+# (analysis/results/methods.py, with `scaled_lr`).
 LrRule = tuple[float, float]
-
-
-def scaled_lr(base_lr: float, strength: float, rule: LrRule) -> float:
-    """`base_lr` under the learning-rate `rule` at `strength`."""
-    threshold, scale = rule
-    ref = strength * scale
-    return base_lr / (ref / threshold) if ref > threshold else base_lr
+__all__ = ["RECIPES", "LrRule", "derive_trial_dict", "recipe_config", "scaled_lr"]
 
 
 def derive_trial_dict(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from trainables.errors import InputError
+from analysis.results.errors import InputError
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from `tune.get_checkpoint()` first, then run the plain loop, which ends every ep
 `tune.report(metrics, checkpoint=...)`. A checkpoint directory holds
 
     state.pt      everything `run_trial` needs to resume exactly (model, optimizer, RNGs, history)
-    record.json   the trial's row so far: config, status, summary, per-epoch history, measure rows
+    record.json   the trial's TrialRecord so far (analysis/results/record.py)
     maps.npz      the latest gradient/score maps (inputs, score, gradient), if measured
 
 so the driver builds the results tables from the final checkpoint alone, on any storage.
@@ -28,27 +28,25 @@ import ray
 import torch
 from ray import tune
 
-from analysis.schema import RECORD_FILE
+from analysis.results.columns import TRIALS_COLUMNS
+from analysis.results.layout import MAPS_FILE, RECORD_FILE, STATE_FILE
+from analysis.results.methods import scaled_lr
+from analysis.results.record import HISTORY_KEYS, TrialRecord, package_versions
+from analysis.results.record import latest_maps as record_maps
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.loop import load_checkpoint, run_trial, save_checkpoint, train_subset
-from trainables.recipes import derive_trial_dict, scaled_lr
+from trainables.recipes import derive_trial_dict
+from trainables.runtime import choose_device, use_cpus
 
-# record.json's format is part of the results contract (analysis/schema.py RECORD_KEYS).
-STATE_FILE, MAPS_FILE = "state.pt", "maps.npz"
 # Summary numbers every report carries (NaN until measured), so that a searcher or scheduler
-# keyed on one of them finds it in every result (Tune checks this strictly).
-SUMMARY_FLOATS = (
-    "on_manifold_sensitivity",
-    "off_manifold_sensitivity",
-    "reference_eps",
-    "relative_off_manifold_robustness",
-    "signal_sensitivity",
-    "distractor_sensitivity",
-    "relative_noise_robustness",
-    "alignment",
+# keyed on one of them finds it in every result (Tune checks this strictly): every measured
+# float column of the trials table (a new measure's column is included by itself).
+SUMMARY_FLOATS = tuple(
+    c.name
+    for c in TRIALS_COLUMNS
+    if c.dtype == "float64" and c.name not in ("strength", "wall_time_s", *HISTORY_KEYS)
 )
-HISTORY_KEYS = ("epoch", "train_loss", "test_accuracy", "epoch_time_s")
 
 
 def searched_strength(log10_strength: float) -> float:
@@ -60,7 +58,7 @@ def searched_strength(log10_strength: float) -> float:
 def trial_config(config: dict) -> TrialConfig:
     """The TrialConfig of a Tune config: `{"trial": dict}` (grid), or for a search over
     log-strength `{"derive": {...}, "where": {...}, "log10_strength": x, "seed": s}`, derived
-    by `derive_trial_dict` like every other trial (sweep/config.py `search_space`)."""
+    by `derive_trial_dict` like every other trial (sweep/plan/config.py `search_space`)."""
     if "derive" in config:
         strength = searched_strength(config["log10_strength"])
         d = derive_trial_dict(**config["derive"], strength=strength, seed=config["seed"])
@@ -78,20 +76,13 @@ def trial_config(config: dict) -> TrialConfig:
     return TrialConfig.from_dict(d)
 
 
-def artifacts_key(cfg: TrialConfig) -> str:
-    """Which shared artifact set a trial uses (the driver prepares one per key)."""
-    from trainables.measure.artifacts import ArtifactConfig
-
-    return ArtifactConfig.for_trial(cfg).artifact_id
-
-
 def train(config: dict, artifacts: dict | None = None) -> None:
     """One Tune trial. `artifacts`: {artifacts_key: Artifacts or ObjectRef} from the driver
     (through `tune.with_parameters`), needed when the trial measures."""
     cfg = trial_config(config)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))  # the trial's share, not the whole node
-    device = _device()
+    use_cpus(cpus)
+    device = choose_device(gpus_assigned=bool(ray.get_gpu_ids()))
     bundle = _dataset(cfg.dataset, cfg.seed, cfg.data_root)
     measurer = _measurer(cfg, bundle, device, artifacts) if cfg.measure else None
 
@@ -108,7 +99,8 @@ def train(config: dict, artifacts: dict | None = None) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "n_train": len(train_subset(bundle, cfg)),
         "n_test": len(bundle.test),
-        "versions": _versions(),
+        "num_classes": bundle.num_classes,
+        "versions": package_versions(),
     }
     reported = False
 
@@ -131,9 +123,9 @@ def train(config: dict, artifacts: dict | None = None) -> None:
             tune.report(flat_metrics(record, info), checkpoint=tune.Checkpoint.from_directory(d))
         reported = True
 
-    run_trial(
-        cfg, device=device, bundle=bundle, checkpoint=state, on_epoch=on_epoch, measurer=measurer
-    )
+    # Epoch lines go to the trial's own log (`stdout` in its trial directory: launch.py).
+    run_trial(cfg, device=device, bundle=bundle, checkpoint=state, on_epoch=on_epoch,
+              measurer=measurer, log=lambda line: print(line, flush=True))  # fmt: skip
     if not reported and record is not None:
         # Restored from the final checkpoint (the driver died after the last report): report
         # once more so the trial's last result is its final one.
@@ -141,29 +133,9 @@ def train(config: dict, artifacts: dict | None = None) -> None:
 
 
 def build_record(cfg: TrialConfig, history: list[dict], status: str, info: dict) -> dict:
-    """The trial's result so far, JSON-ready: what `sweep.export` turns into table rows."""
-    last = history[-1] if history else {}
-    measured = [h for h in history if "measures" in h]
-    summary = {
-        k: v
-        for k, v in (measured[-1]["measures"] if measured else {}).items()
-        if isinstance(v, (int, float, str))
-    }
-    summary.update(
-        train_loss=last.get("train_loss", math.nan),
-        test_accuracy=last.get("test_accuracy", math.nan),
-    )
-    return {
-        "config": cfg.to_dict(),
-        "config_id": cfg.config_id,
-        "status": status,
-        "epochs_completed": len(history),
-        "wall_time_s": sum(h["epoch_time_s"] for h in history),
-        "summary": summary,
-        "history": [{k: h.get(k, math.nan) for k in HISTORY_KEYS} for h in history],
-        "measure_rows": [row for h in history for row in h.get("measure_rows", [])],
-        **{k: info[k] for k in ("pid", "node", "node_id", "n_train", "n_test", "versions")},
-    }
+    """The trial's result so far, JSON-ready (analysis/results/record.py): what
+    `sweep.export` turns into table rows."""
+    return TrialRecord.from_history(cfg.to_dict(), cfg.config_id, history, status, **info).to_dict()
 
 
 def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
@@ -186,19 +158,8 @@ def flat_metrics(record: dict, info: dict) -> dict[str, Any]:
 
 
 def latest_maps(history: list[dict]) -> dict[str, np.ndarray] | None:
-    for h in reversed(history):
-        maps = h.get("measures", {}).get("maps")
-        if maps:
-            return {k: np.asarray(v) for k, v in maps.items()}
-    return None
-
-
-def _device() -> torch.device:
-    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs (fractions share one), so the first
-    # visible device is the assigned one.
-    if ray.get_gpu_ids() and torch.cuda.is_available():
-        return torch.device("cuda", 0)
-    return torch.device("cpu")
+    maps = record_maps(history)
+    return None if maps is None else {k: np.asarray(v) for k, v in maps.items()}
 
 
 @functools.lru_cache(maxsize=2)
@@ -208,6 +169,7 @@ def _dataset(name: str, seed: int, data_root: str):
 
 
 def _measurer(cfg: TrialConfig, bundle, device: torch.device, artifacts: dict | None):
+    from trainables.measure.artifacts import artifacts_key
     from trainables.measure.evaluate import build_measurer
 
     key = artifacts_key(cfg)
@@ -220,17 +182,6 @@ def _measurer(cfg: TrialConfig, bundle, device: torch.device, artifacts: dict | 
     if isinstance(art, ray.ObjectRef):
         art = ray.get(art)
     return build_measurer(cfg, bundle, device, art)
-
-
-@functools.lru_cache(maxsize=1)
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        pags = version("pags")
-    except PackageNotFoundError:
-        pags = "unknown"
-    return {"pags": pags, "torch": torch.__version__, "ray": ray.__version__}
 
 
 def _write_json(obj: dict, path: str) -> None:

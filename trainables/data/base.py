@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from trainables.errors import InputError
+from analysis.results.errors import InputError
 from trainables.registry import Registry
 
 

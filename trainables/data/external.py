@@ -13,6 +13,7 @@ per item; it is never materialized as float32.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -29,6 +30,8 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# Input shapes (C, H, W), known before any file is read (a dry run shows what they resolve to).
+SHAPES = {"mnist-distractor": (1, 56, 28), "cifar10": (3, 32, 32), "imagenet64": (3, 64, 64)}
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 IMAGENET64_TRAIN = tuple(f"train_data_batch_{i}.npz" for i in range(1, 11))
 IMAGENET64_VAL = "val_data.npz"
@@ -86,6 +89,60 @@ def letter_a_glyph(size: int) -> torch.Tensor:
     return (1.0 - (dist - 0.05) * size).clamp(0, 1).float()
 
 
+# A copy of the data that differs from the official release (re-packed, converted) but that
+# the user verified: its md5s, as `md5sum` writes them, in this file inside the data folder
+# replace the official ones. It travels with the data to every worker (docs/cluster.md).
+CHECKSUM_FILE = "checksums.md5"
+
+
+def no_root_hint(data_root: str) -> str:
+    """What to add to a not-found message when the user gave no data root at all."""
+    return "" if data_root else " (no --data-root given: pass --data-root DIR)"
+
+
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checksum_file(path: str) -> dict[str, str]:
+    """`md5sum` output (`<md5>  <name>` per line) as {file name: md5}."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                md5, name = line.split(maxsplit=1)
+                out[os.path.basename(name.strip().lstrip("*"))] = md5.lower()
+    return out
+
+
+def verify_checksums(folder: str, official: dict[str, str], what: str) -> None:
+    """Raise a one-line `DataUnavailableError` naming the first file of `folder` whose md5
+    differs from the official release's (or from `folder/checksums.md5` when the user keeps
+    a verified copy of their own)."""
+    expected, source = official, "the official release"
+    own = os.path.join(folder, CHECKSUM_FILE)
+    if os.path.isfile(own):
+        expected, source = read_checksum_file(own), own
+        unlisted = sorted(set(official) - set(expected))
+        if unlisted:
+            raise DataUnavailableError(
+                f"{own} does not list {unlisted[0]}; allowed: an md5sum line for each of "
+                f"{', '.join(sorted(official))}"
+            )
+    for name in sorted(official):
+        actual = _md5(os.path.join(folder, name))
+        if actual != expected[name]:
+            raise DataUnavailableError(
+                f"{what} in {folder}: {name} has md5 {actual}, expected {expected[name]} "
+                f"({source}): corrupt or not the official files; download them again, or, "
+                f"for a copy you verified yourself, list its md5s in {own} (md5sum output)"
+            )
+
+
 def _torchvision_split(make: Callable[[bool], Dataset], missing: str) -> Dataset:
     """Build a torchvision data set; download only if the files are missing.
 
@@ -126,7 +183,8 @@ def load_mnist(root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     raw_dir = os.path.join(root, "MNIST", "raw")
     _gunzip_missing(raw_dir)
     missing = (
-        f"MNIST not found in {raw_dir}: put {', '.join(MNIST_FILES)} (idx-ubyte, or .gz) there"
+        f"MNIST not found in {raw_dir}{no_root_hint(root)}: put {', '.join(MNIST_FILES)} "
+        f"(idx-ubyte, or .gz) there"
     )
     ds = _torchvision_split(lambda download: MNIST(root, train=train, download=download), missing)
     return ds.data, ds.targets.long()
@@ -171,7 +229,7 @@ def mnist_distractor(seed: int, data_root: str) -> DataBundle:
         train=splits[True][0],
         test=splits[False][0],
         num_classes=10,
-        shape=(1, 56, 28),
+        shape=SHAPES["mnist-distractor"],
         signal_mask_train=splits[True][1],
         signal_mask_test=splits[False][1],
         info={
@@ -180,6 +238,18 @@ def mnist_distractor(seed: int, data_root: str) -> DataBundle:
             "layout": "digit top or bottom per image, drawn from the seed",
         },
     )
+
+
+def _verified(dataset_class: type) -> type:
+    """torchvision's CIFAR-10 class without its own md5 checks (`verify_checksums` did them;
+    torchvision's check_integrity accepts any existing file whose expected md5 is None)."""
+
+    class Verified(dataset_class):
+        train_list = [[name, None] for name, _ in dataset_class.train_list]
+        test_list = [[name, None] for name, _ in dataset_class.test_list]
+        meta = {**dataset_class.meta, "md5": None}
+
+    return Verified
 
 
 @DATASETS.register("cifar10")
@@ -192,11 +262,22 @@ def cifar10(seed: int, data_root: str) -> DataBundle:
 
     root = os.path.expanduser(data_root)
     folder = os.path.join(root, CIFAR10.base_folder)
-    missing = f"CIFAR-10 not found in {folder}: put {', '.join(CIFAR10_FILES)} there"
+    missing = (
+        f"CIFAR-10 not found in {folder}{no_root_hint(root)}: put {', '.join(CIFAR10_FILES)} "
+        f"there"
+    )
+    make = CIFAR10
+    if all(os.path.isfile(os.path.join(folder, n)) for n in CIFAR10_FILES):
+        # Files in place: a checksum mismatch is named as such (torchvision would call the set
+        # "not found" and try to download it); once verified, torchvision need not check again.
+        official = {n: md5 for n, md5 in [*CIFAR10.train_list, *CIFAR10.test_list]}
+        official[CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
+        verify_checksums(folder, official, "CIFAR-10")
+        make = _verified(CIFAR10)
     sets = []
     for train in (True, False):
         ds = _torchvision_split(
-            lambda download, train=train: CIFAR10(root, train=train, download=download), missing
+            lambda download, train=train: make(root, train=train, download=download), missing
         )
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)  # HWC -> CHW
         sets.append(TensorDataset(x.contiguous(), torch.tensor(ds.targets, dtype=torch.long)))
@@ -205,7 +286,7 @@ def cifar10(seed: int, data_root: str) -> DataBundle:
         train=sets[0],
         test=sets[1],
         num_classes=10,
-        shape=(3, 32, 32),
+        shape=SHAPES["cifar10"],
         info={"source": folder, "classes": list(ds.classes)},
     )
 
@@ -265,7 +346,8 @@ def imagenet64(seed: int, data_root: str) -> DataBundle:
     missing += [IMAGENET64_VAL] if val is None else []
     if missing:
         raise DataUnavailableError(
-            f"ImageNet-64 not found in {root} (missing {', '.join(missing)}): put "
+            f"ImageNet-64 not found in {root}{no_root_hint(root)} (missing "
+            f"{', '.join(missing)}): put "
             f"train_data_batch_1.npz .. train_data_batch_10.npz in "
             f"{os.path.join(root, 'Imagenet64_train_npz')} and val_data.npz in "
             f"{os.path.join(root, 'Imagenet64_val_npz')} (Imagenet64 npz from image-net.org, "
@@ -276,6 +358,6 @@ def imagenet64(seed: int, data_root: str) -> DataBundle:
         train=read_imagenet64(train),
         test=read_imagenet64([val]),
         num_classes=1000,
-        shape=(3, 64, 64),
+        shape=SHAPES["imagenet64"],
         info={"source_train": train, "source_test": val},
     )

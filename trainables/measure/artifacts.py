@@ -32,6 +32,7 @@ from trainables.measure.autoencoder import default_latent_dim, load_autoencoder,
 from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.protocol import headline_for
 from trainables.measure.tangent import largest_principal_angle, tangent_bases
+from trainables.progress import EpochProgress
 
 FORMAT = "pags-artifacts/3"  # 2: quality figures, two autoencoders; 3: mixture baseline
 TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
@@ -46,8 +47,8 @@ def default_cache_dir() -> str:
 
 
 # Caps on training epochs: both nets train until their validation loss stops improving
-# (autoencoder.py, score.py); these only bound the cost, and the artifact metadata records
-# whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
+# (autoencoder.py, denoiser_training.py); these only bound the cost, and the artifact metadata
+# records whether a cap was hit (epochs_run). Measured on 2 CPU cores: the curved synthetic set's
 # autoencoder converges after about 550 epochs (~100 s), the linear one after about 40. The
 # digits conv autoencoder was still improving at 300 epochs (validation error 0.61, 167 s per
 # seed): its cap of 60 keeps `make demo` within 5 minutes and costs reconstruction quality.
@@ -74,14 +75,16 @@ class ArtifactConfig:
 
     @classmethod
     def for_trial(cls, cfg: TrialConfig) -> ArtifactConfig:
-        """The artifacts a trial needs; its 0-valued fields take the dataset's defaults."""
+        """The artifacts a trial needs; its 0-valued fields (latent size, score sigma, the
+        training caps) take the dataset's defaults."""
         return cls(
             dataset=cfg.dataset,
             latent_dim=cfg.latent_dim or default_latent_dim(cfg.dataset),
             eval_points=cfg.eval_points,
             score_sigma=cfg.score_sigma or headline_for(cfg.dataset).score_sigma,
-            ae_max_epochs=AE_MAX_EPOCHS.get(cfg.dataset, 100),
-            denoiser_max_epochs=DENOISER_MAX_EPOCHS.get(cfg.dataset, 100),
+            ae_max_epochs=cfg.ae_max_epochs or AE_MAX_EPOCHS.get(cfg.dataset, 100),
+            denoiser_max_epochs=cfg.denoiser_max_epochs
+            or DENOISER_MAX_EPOCHS.get(cfg.dataset, 100),
         )
 
     @property
@@ -108,6 +111,11 @@ class Artifacts:
     denoiser: nn.Module
     path: str = ""
     quality: dict = dataclasses.field(default_factory=dict)
+
+
+def artifacts_key(cfg: TrialConfig) -> str:
+    """Which shared artifact set a trial uses (the driver prepares one per key)."""
+    return ArtifactConfig.for_trial(cfg).artifact_id
 
 
 def artifact_dir(cfg: ArtifactConfig, cache_dir: str) -> str:
@@ -186,6 +194,8 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         ae_dir = train_autoencoder(
             x_train, acfg.latent_dim, acfg.ae_max_epochs, seed,
             os.path.join(tmp, f"autoencoder-seed{seed}"), patience=AE_PATIENCE,
+            progress=EpochProgress(log, f"artifacts for {acfg.dataset}: autoencoder seed {seed}",
+                                   acfg.ae_max_epochs),
         )  # fmt: skip
         ae = load_autoencoder(ae_dir)
         with torch.no_grad():
@@ -198,6 +208,8 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         x_train, acfg.denoiser_max_epochs, acfg.seed, out_path=os.path.join(tmp, "denoiser.pt"),
         y_train=y_train, num_classes=bundle.num_classes, patience=DENOISER_PATIENCE,
         sigma_range=(sigma / 2, sigma * 2),
+        progress=EpochProgress(log, f"artifacts for {acfg.dataset}: denoiser",
+                               acfg.denoiser_max_epochs),
     )  # fmt: skip
     denoiser_meta = load_denoiser(os.path.join(tmp, "denoiser.pt")).config
     if oracle is not None:

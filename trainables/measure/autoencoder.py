@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
 
 FORMAT = "pags-autoencoder/2"  # 2: AffineResidual nets, validation split
 WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"
@@ -272,7 +272,8 @@ def _pythae_classes():
         pythae's loop has no early-stopping hook) once the validation loss has not improved
         by a relative `min_delta` for `patience` epochs."""
 
-        def __init__(self, patience: int, floor: float, min_delta: float = 1e-3):
+        def __init__(self, patience: int, floor: float, min_delta: float = 1e-3, progress=None):
+            self.progress = progress  # progress(epoch, what, value), or None
             self.train_loss: list[float] = []
             self.val_loss: list[float] = []
             self.patience, self.floor, self.min_delta = patience, floor, min_delta
@@ -281,6 +282,8 @@ def _pythae_classes():
         def on_log(self, training_config, logs, **kwargs):
             self.train_loss.append(float(logs["train_epoch_loss"]))
             self.val_loss.append(float(logs["eval_epoch_loss"]))
+            if self.progress is not None:
+                self.progress(len(self.val_loss), "validation loss", self.val_loss[-1])
             gain = self.best - self.val_loss[-1]  # inf on the first epoch
             if gain > max(self.min_delta * self.val_loss[-1], self.floor):
                 self.best, self.best_epoch = self.val_loss[-1], len(self.val_loss)
@@ -336,6 +339,7 @@ def train_autoencoder(
     patience: int = 30,
     val_fraction: float = 0.1,
     device: str | None = None,
+    progress=None,
 ) -> str:
     """Train a pythae `AE` (MSE reconstruction, Adam) on `x_train (N, C, H, W)`; save it.
 
@@ -370,7 +374,7 @@ def train_autoencoder(
     # flat synthetic set the loss kept creeping from 1e-4 to 1e-5 of it for 400 more epochs
     # with the tangent spaces already within a degree.
     total_variance = float((fit - fit.mean(0)).pow(2).flatten(1).sum(1).mean())
-    history = LossHistory(patience, floor=1e-4 * total_variance)
+    history = LossHistory(patience, floor=1e-4 * total_variance, progress=progress)
     with _restore_global_rngs(), _quiet_pythae(), tempfile.TemporaryDirectory() as scratch:
         torch.manual_seed(seed)
         encoder, decoder = build_autoencoder_nets(shape, latent_dim, arch)

@@ -22,8 +22,8 @@ import os
 import numpy as np
 import torch
 
-from analysis.atomic import atomic_write
-from analysis.calibration_rule import (
+from analysis.results.atomic import atomic_write
+from analysis.results.calibration import (
     BAYES_EST,
     CALIBRATION,
     COSINE,
@@ -164,7 +164,7 @@ def trial_yardsticks(cfg, art, bundle, score, metric, metric_name: str, device):
     """(calibration rows, the headline (gradient, reference, metric, why)) for a trial's
     measurer: calibrated once per artifact set, model and metric (cached), the headline chosen
     by `analysis.calibration.choose_headline`."""
-    from analysis.calibration_rule import choose_headline
+    from analysis.results.calibration import choose_headline
     from trainables.measure.protocol import headline_for
     from trainables.models import build_model
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from analysis.atomic import atomic_write
+from analysis.results.atomic import atomic_write
 from trainables.measure.denoiser import Denoiser
+from trainables.runtime import choose_device
 
 DEFAULT_SIGMA_RANGE = (0.05, 1.0)
 # Flattened sizes up to this use the MLP (prototype: it beat a small conv net on small images).
@@ -46,6 +47,7 @@ def train_denoiser(
     patience: int = 30,
     val_fraction: float = 0.1,
     device: str | torch.device | None = None,
+    progress=None,
 ) -> Path:
     """Train D by denoising score matching on x_train `(N, C, H, W)` in [0, 1]; save; return path.
 
@@ -66,7 +68,7 @@ def train_denoiser(
         raise ValueError("train_denoiser needs out_path (where to save the checkpoint)")
     if y_train is not None and num_classes <= 0:
         raise ValueError("y_train given: pass num_classes > 0 as well")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = choose_device(str(device or ""))
     shape = tuple(x_train.shape[1:])
     if arch == "auto":
         arch = "mlp" if math.prod(shape) <= MLP_MAX_DIM else "unet"
@@ -133,6 +135,8 @@ def train_denoiser(
             nn.utils.clip_grad_norm_(D.parameters(), 1.0)
             opt.step()
         history.append(val_loss())
+        if progress is not None:  # progress(epoch, what, value)
+            progress(epoch, "validation loss", history[-1])
         sched.step(history[-1])
         if history[-1] < best * (1 - 1e-3):
             best, best_epoch, best_state = history[-1], epoch, copy.deepcopy(D.state_dict())

@@ -1,21 +1,23 @@
-"""Everything a trial measures on one model, from the shared artifacts (docs/method.md; paper
-sections 3 and 4.1-4.3).
+"""The measurement suite: everything a trial measures on one model, from the shared artifacts
+(docs/method.md; paper sections 3 and 4.1-4.3).
 
-`build_measurer` returns `measure(model, epoch) -> (summary, rows)`: the summary holds the
-headline numbers (at the headline step size `protocol.headline_eps`, with the dataset's
-headline gradient/score pair `protocol.headline_for`) and a few gradient/score maps for figures;
-the rows are the long-format `measures.parquet` records (analysis/schema.py), one per measure,
-step size or noise level, and gradient/reference/metric.
+A `MeasureContext` is built once per trial (`build_context`: the evaluation points, tangent
+bases, step sizes, score maps, the perceptual metric); each measurement (`Measurer(model,
+epoch)`) opens a `Probe` on the model (the noise generator, and the input gradients,
+prediction and maps, computed once on first use) and runs the ordered list `MEASURES`. A
+measure is a function `measure(ctx, probe) -> dict`: it adds its long-format rows with
+`probe.row(...)` (one per measure, step size or noise level, gradient/reference/metric;
+analysis/results/rows.py) and returns its summary scalars (trials.parquet columns). Each
+family lives beside its math: sensitivity.py, rho.py, perceptual.py.
 
-Alignment pairs recorded for every dataset, whichever is the headline: the sum-of-logits
-gradient vs the unconditional score, the predicted class's logit vs the class-conditional score
-at the predicted class ("score") and at the true label ("score_label"), the gradient of
-log p(y|x) vs "score" and vs the Bayes-gradient estimate score(x|y) - score(x) ("bayes_est",
-and at the true label "bayes_est_label"; `bayes.py`), on the oracle sets vs the exact Bayes
-gradient ("bayes_exact"), and null maps (Gaussian noise, the centred input) vs the scores, so a
-reader can tell a meaningful value from a trivial one. Every measurement also carries the
-artifact set's calibration rows (`calibration.py`), and the headline `alignment` is the
-yardstick the calibration rule picks (`analysis.calibration.choose_headline`).
+Adding a measure:
+  1. write `measure_<name>(ctx, probe) -> dict` beside its math (draw noise only from
+     `probe.gen`; return {} or NaN where the dataset lacks what it needs);
+  2. append it to `MEASURES` below (at the end: the measures share `probe.gen`, so the order
+     fixes every earlier measure's noise, and appending keeps their numbers bit for bit);
+  3. add one `Column(...)` per summary key to analysis/results/columns.py (optional=True) and
+     its measure name to `MEASURES` there.
+Nothing else: the record, the tables, Tune's reported metrics and pags measure pick it up.
 """
 
 from __future__ import annotations
@@ -23,36 +25,46 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from analysis.results.rows import measure_row
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
 from trainables.measure.artifacts import Artifacts, prepare_artifacts
 from trainables.measure.bayes import exact_bayes_gradient
-from trainables.measure.calibration import trial_yardsticks
+from trainables.measure.calibration import measure_calibration, trial_yardsticks
 from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.perceptual import (
-    alignments,
-    bayes_cosine,
     build_metric,
-    cosine,
+    measure_alignment,
+    measure_gradient_share,
+    measure_oracle_gradient,
     null_maps,
-    subspace_energy,
 )
 from trainables.measure.perceptual import metric_name as alignment_metric_name
-from trainables.measure.protocol import headline_eps, headline_for
-from trainables.measure.rho import RHO1_DRAWS, RHO1_LEVELS, isotropic_rho2, rho1, rho2
+from trainables.measure.protocol import Headline, headline_eps, headline_for
+from trainables.measure.rho import measure_exact_rho, measure_rho
 from trainables.measure.score import DenoiserScore
-from trainables.measure.sensitivity import default_eps, manifold_sensitivity, mask_sensitivity
+from trainables.measure.sensitivity import (
+    NOISE_LEVELS,
+    REFERENCE_NOISE_LEVEL,
+    default_eps,
+    measure_manifold,
+    measure_mask_noise,
+)
 
-# Noise levels s (per-pixel std, pixels in [0, 1]) for signal vs distractor noise: every third
-# of the reference's logspace(-2, 1, 30), which keeps the curve's shape at a tenth of the cost.
-NOISE_LEVELS = [float(s) for s in np.logspace(-2, 1, 30)[::3]]
-REFERENCE_NOISE_LEVEL = min(NOISE_LEVELS, key=lambda s: abs(math.log(s / 0.3)))
+__all__ = [
+    "MEASURES", "NOISE_LEVELS", "REFERENCE_NOISE_LEVEL", "MeasureContext", "Measurer", "Probe",
+    "build_context", "build_measurer", "step_sizes",
+]  # fmt: skip
 N_MAPS = 8  # gradient/score maps kept per trial for the gallery
+GRADIENTS = ("logit_sum", "pred_logit", "log_prob")  # the input gradients every probe takes
 
 
 def step_sizes(cfg_eps: tuple[float, ...], d: int) -> tuple[list[float], float]:
@@ -66,6 +78,116 @@ def step_sizes(cfg_eps: tuple[float, ...], d: int) -> tuple[list[float], float]:
     return sorted([*eps, head]), head
 
 
+@dataclass
+class MeasureContext:
+    """What every measurement of one trial shares, built once (`build_context`)."""
+
+    cfg: TrialConfig
+    device: torch.device
+    x: torch.Tensor  # evaluation points (B, C, H, W) on device
+    y: torch.Tensor  # their labels
+    mask: torch.Tensor | None  # signal mask, sets with a distractor
+    q: torch.Tensor  # tangent bases (B, d, k)
+    eps: list[float]  # step sizes of the on/off sensitivity
+    ref_eps: float  # the headline step size
+    head: Headline  # the dataset's headline gradient/reference pair
+    score: DenoiserScore
+    score_uncond: torch.Tensor
+    score_label: torch.Tensor | None  # class-conditional score at the true label
+    metric: Any  # perceptual metric (perceptual.build_metric)
+    metric_name: str
+    oracle: Any  # synthetic sets: exact tangents, scores and Bayes classifier; else None
+    score_sigma: float
+    quality: dict[str, float]  # the artifacts' quality figures (every summary carries them)
+    # The artifact set's calibration rows and the yardstick they make the headline:
+    # (gradient, reference, metric, why) by analysis.results.calibration.choose_headline.
+    calibration: list[dict]
+    yardstick: tuple[str, str, str, str]
+
+
+class Probe:
+    """One measurement of one model: its noise generator (seeded by trial seed and epoch, so a
+    checkpoint measured later draws the same noise), the rows so far, and what several
+    measures need, computed once on first use (`grads`, `pred`, `maps`)."""
+
+    def __init__(self, ctx: MeasureContext, model: nn.Module, epoch: int):
+        self.ctx, self.model, self.epoch = ctx, model, epoch
+        self.gen = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed + 1000 * epoch)
+        self.rows: list[dict] = []
+
+    def row(self, measure: str, values, **keys) -> dict:
+        """Add the row of `measure` over per-point `values` (non-finite ones left out): mean,
+        std (unbiased, as torch) and count; `keys`: eps, gradient, reference, metric."""
+        v = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        v = v[torch.isfinite(v)]
+        value = float(v.mean()) if len(v) else float("nan")
+        std = float(v.std()) if len(v) > 1 else 0.0
+        out = measure_row(measure, self.epoch, value, std, int(len(v)), **keys)
+        self.rows.append(out)
+        return out
+
+    @functools.cached_property
+    def grads(self) -> dict[str, torch.Tensor]:
+        out = input_gradients_many(self.model, self.ctx.x, list(GRADIENTS))
+        # grad log p(y|x) at the true label, beside the Bayes-gradient estimate there
+        out["log_prob_label"] = input_gradients(self.model, self.ctx.x, "log_prob", self.ctx.y)
+        return out
+
+    @functools.cached_property
+    def pred(self) -> torch.Tensor:
+        self.grads  # noqa: B018 (the gradients first: the order the suite always had)
+        with torch.no_grad():
+            return self.model.eval()(self.ctx.x).argmax(1)
+
+    @functools.cached_property
+    def maps(self) -> dict[str, torch.Tensor]:
+        """Every gradient and reference map by name (null maps draw from `gen`)."""
+        ctx, pred = self.ctx, self.pred
+        score_cond = ctx.score(ctx.x, pred) if ctx.score.conditional else ctx.score_uncond
+        nulls = null_maps(ctx.x, self.gen)
+        maps = {**self.grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
+                "score": score_cond, "score_uncond": ctx.score_uncond}  # fmt: skip
+        if ctx.score_label is not None:
+            maps["score_label"] = ctx.score_label
+            # The Bayes-gradient estimate score(x|y) - score(x) (bayes.py), at the predicted
+            # class and at the true label.
+            maps["bayes_est"] = score_cond - ctx.score_uncond
+            maps["bayes_est_label"] = ctx.score_label - ctx.score_uncond
+        if ctx.oracle is not None:  # synthetic set: the exact class-conditional score
+            exact = ctx.oracle.score(ctx.x.cpu(), ctx.score_sigma, pred.cpu())
+            maps["exact_score"] = exact.to(ctx.x)
+            bayes = exact_bayes_gradient(ctx.oracle, ctx.x.cpu(), pred.cpu())
+            maps["bayes_exact"] = bayes.to(ctx.x)
+        return maps
+
+
+def measure_maps(ctx: MeasureContext, probe: Probe) -> dict:
+    """A few inputs with their headline reference and gradient maps, for the gallery (the
+    summary's "maps", which the record leaves out and the maps file keeps)."""
+    return {
+        "maps": {
+            "inputs": ctx.x[:N_MAPS].cpu().numpy(),
+            "score": probe.maps[ctx.head.reference][:N_MAPS].cpu().numpy(),
+            "gradient": probe.grads[ctx.head.gradient][:N_MAPS].cpu().numpy(),
+        }
+    }
+
+
+Measure = Callable[[MeasureContext, Probe], dict]
+# The suite, in order (append new measures at the end; see the module docstring).
+MEASURES: list[Measure] = [
+    measure_manifold,  # sensitivity.py
+    measure_mask_noise,  # sensitivity.py
+    measure_alignment,  # perceptual.py
+    measure_rho,  # rho.py
+    measure_gradient_share,  # perceptual.py
+    measure_oracle_gradient,  # perceptual.py
+    measure_exact_rho,  # rho.py
+    measure_maps,
+    measure_calibration,  # calibration.py: the artifact set's calibration rows
+]
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -75,16 +197,62 @@ def _metric(kind: str, device: str):
     return build_metric(kind, device)
 
 
-def _row(measure: str, values: torch.Tensor | np.ndarray, epoch: int, **keys) -> dict:
-    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    v = v[torch.isfinite(v)]
-    return {
-        "epoch": epoch, "measure": measure, "eps": keys.get("eps", float("nan")),
-        "value": float(v.mean()) if len(v) else float("nan"),
-        "std": float(v.std()) if len(v) > 1 else 0.0, "n": int(len(v)),
-        "gradient": keys.get("gradient", ""), "reference": keys.get("reference", ""),
-        "metric": keys.get("metric", ""),
-    }  # fmt: skip
+def build_context(
+    cfg: TrialConfig,
+    bundle: DataBundle,
+    device: torch.device,
+    artifacts: Artifacts | None = None,
+    cache_dir: str | None = None,
+) -> MeasureContext:
+    """The trial's context; prepares (or loads cached) artifacts if none are given."""
+    # Progress goes to stderr: stdout may carry a result (`pags train --json`).
+    art = artifacts or prepare_artifacts(
+        cfg, cache_dir or cfg.artifacts_dir or None, bundle, log=_to_stderr
+    )
+    x = art.x.to(device)
+    eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
+    score = DenoiserScore(art.denoiser.to(device), art.config.score_sigma)
+    metric = _metric(cfg.alignment_metric, str(device))
+    metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
+    # Which yardsticks measure alignment here, and so which one is the headline (issue 19).
+    calibration, yardstick = trial_yardsticks(cfg, art, bundle, score, metric, metric_name,
+                                              device)  # fmt: skip
+    return MeasureContext(
+        cfg=cfg,
+        device=device,
+        x=x,
+        y=art.y.to(device),
+        mask=art.signal_mask.to(device) if art.signal_mask is not None else None,
+        q=art.tangent.to(device),
+        eps=eps,
+        ref_eps=ref_eps,
+        head=headline_for(cfg.dataset),
+        score=score,
+        score_uncond=score(x),
+        score_label=score(x, art.y.to(device)) if score.conditional else None,
+        metric=metric,
+        metric_name=metric_name,
+        oracle=bundle.oracle,
+        score_sigma=art.config.score_sigma,
+        quality=dict(art.quality),
+        calibration=calibration,
+        yardstick=yardstick,
+    )
+
+
+class Measurer:
+    """`measurer(model, epoch) -> (summary, rows)`: every measure of `measures` in order."""
+
+    def __init__(self, ctx: MeasureContext, measures: list[Measure] | None = None):
+        self.ctx = ctx
+        self.measures = MEASURES if measures is None else measures
+
+    def __call__(self, model: nn.Module, epoch: int) -> tuple[dict, list[dict]]:
+        probe = Probe(self.ctx, model, epoch)
+        summary: dict = {"reference_eps": self.ctx.ref_eps, **self.ctx.quality}
+        for measure in self.measures:
+            summary.update(measure(self.ctx, probe))
+        return summary, probe.rows
 
 
 def build_measurer(
@@ -93,149 +261,6 @@ def build_measurer(
     device: torch.device,
     artifacts: Artifacts | None = None,
     cache_dir: str | None = None,
-):
-    """A `measure(model, epoch)` closure; prepares (or loads cached) artifacts if none given."""
-    # Progress goes to stderr: stdout may carry a result (`pags train --json`).
-    art = artifacts or prepare_artifacts(
-        cfg, cache_dir or cfg.artifacts_dir or None, bundle, log=_to_stderr
-    )
-    x = art.x.to(device)
-    mask = art.signal_mask.to(device) if art.signal_mask is not None else None
-    q = art.tangent.to(device)
-    eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
-    head = headline_for(cfg.dataset)
-    score = DenoiserScore(art.denoiser.to(device), art.config.score_sigma)
-    metric = _metric(cfg.alignment_metric, str(device))
-    metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
-    oracle = bundle.oracle
-    score_uncond = score(x)
-    score_label = score(x, art.y.to(device)) if score.conditional else None
-    # Which yardsticks measure alignment here, and so which one is the headline (issue 19).
-    calib_rows, (head_g, head_ref, head_metric, head_why) = trial_yardsticks(
-        cfg, art, bundle, score, metric, metric_name, device)  # fmt: skip
-
-    def measure(model: nn.Module, epoch: int) -> tuple[dict, list[dict]]:
-        gen = torch.Generator(device=device).manual_seed(cfg.seed + 1000 * epoch)
-        rows: list[dict] = []
-        summary: dict = {"reference_eps": ref_eps, **art.quality}
-
-        sens = manifold_sensitivity(model, x, q, eps, cfg.noise_draws, gen)
-        for i, e in enumerate(sens["eps"]):
-            for kind in ("on", "off"):
-                rows.append(_row(f"{kind}_manifold_sensitivity", sens[f"{kind}_per_point"][i],
-                                 epoch, eps=e))  # fmt: skip
-        i_ref = eps.index(ref_eps)
-        summary["on_manifold_sensitivity"] = sens["on_mean"][i_ref]
-        summary["off_manifold_sensitivity"] = sens["off_mean"][i_ref]
-        # off / on (docs/method.md): below 1 = relatively off-manifold robust
-        summary["relative_off_manifold_robustness"] = (
-            sens["off_mean"][i_ref] / sens["on_mean"][i_ref] if sens["on_mean"][i_ref] else math.nan
-        )
-
-        summary.update(signal_sensitivity=math.nan, distractor_sensitivity=math.nan,
-                       relative_noise_robustness=math.nan)  # fmt: skip
-        if mask is not None:
-            ms = mask_sensitivity(model, x, mask, NOISE_LEVELS, cfg.noise_draws, gen)
-            for i, s in enumerate(ms["levels"]):
-                for kind in ("signal", "distractor"):
-                    rows.append(_row(f"{kind}_sensitivity", ms[f"{kind}_per_point"][i], epoch,
-                                     eps=s))  # fmt: skip
-            j = NOISE_LEVELS.index(REFERENCE_NOISE_LEVEL)
-            summary["signal_sensitivity"] = ms["signal_mean"][j]
-            summary["distractor_sensitivity"] = ms["distractor_mean"][j]
-            summary["relative_noise_robustness"] = ms["relative"][j]
-
-        grads = input_gradients_many(model, x, ["logit_sum", "pred_logit", "log_prob"])
-        grads["log_prob_label"] = input_gradients(model, x, "log_prob", art.y.to(device))
-        with torch.no_grad():
-            pred = model.eval()(x).argmax(1)
-        score_cond = score(x, pred) if score.conditional else score_uncond
-        rows += [{**r, "epoch": epoch} for r in calib_rows]
-        nulls = null_maps(x, gen)
-        maps = {**grads, "null_noise": nulls["noise"], "null_input": nulls["input"],
-                "score": score_cond, "score_uncond": score_uncond}  # fmt: skip
-        pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
-        # Null references (a noise map, the input image) against every score a gradient meets,
-        # so each alignment figure has a trivial map's value beside it.
-        for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
-            pairs += [("null_noise", ref), ("null_input", ref)]
-        if score_label is not None:
-            maps["score_label"] = score_label
-            pairs.append(("pred_logit", "score_label"))
-            # The identifiable pair: grad log p(y|x) vs the Bayes-gradient estimate
-            # score(x|y) - score(x), at the predicted class and at the true label.
-            maps["bayes_est"] = score_cond - score_uncond
-            maps["bayes_est_label"] = score_label - score_uncond
-            pairs += [("log_prob", "bayes_est"), ("log_prob_label", "bayes_est_label"),
-                      ("null_noise", "bayes_est"), ("null_input", "bayes_est")]  # fmt: skip
-        if oracle is not None:  # synthetic set: the exact class-conditional score
-            maps["exact_score"] = oracle.score(x.cpu(), art.config.score_sigma, pred.cpu()).to(x)
-            maps["bayes_exact"] = exact_bayes_gradient(oracle, x.cpu(), pred.cpu()).to(x)
-            pairs += [("pred_logit", "exact_score"), ("log_prob", "bayes_exact")]
-        headline_pair = (head_g, head_ref)
-        if headline_pair not in pairs:
-            raise ValueError(f"{cfg.dataset}: headline pair {headline_pair} is not measured")
-        with torch.no_grad():
-            aligned = alignments(maps, pairs, metric)
-            for g_name, ref in pairs:
-                a = aligned[(g_name, ref)]
-                rows.append(_row("alignment", a.cpu(), epoch, gradient=g_name, reference=ref,
-                                 metric=metric_name))  # fmt: skip
-                rows.append(_row("alignment", cosine(maps[g_name], maps[ref]).cpu(), epoch,
-                                 gradient=g_name, reference=ref, metric="cosine"))  # fmt: skip
-            head_values = (cosine(maps[head_g], maps[head_ref]) if head_metric == "cosine"
-                           else aligned[headline_pair])  # fmt: skip
-            summary["alignment"] = float(head_values.mean())
-        summary["alignment_metric"] = head_metric
-        summary["alignment_gradient"] = head_g
-        summary["alignment_reference"] = head_ref
-        summary["alignment_score"] = score.name
-
-        # Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses.
-        g = grads[head.gradient]
-        r2_row = _row("rho2", rho2(g, q).cpu(), epoch, gradient=head.gradient)
-        for other in ("logit_sum", "pred_logit", "log_prob"):  # rho2 of every pair's gradient
-            if other != head.gradient:
-                rows.append(_row("rho2", rho2(grads[other], q).cpu(), epoch, gradient=other))
-        r1 = rho1(model, x, q, RHO1_LEVELS, RHO1_DRAWS, gen, head.gradient)  # (S, B)
-        r1_rows = [
-            _row("rho1", v, epoch, eps=level, gradient=head.gradient)
-            for level, v in zip(RHO1_LEVELS, r1, strict=True)
-        ]
-        rows += [r2_row, *r1_rows]
-        summary["rho2"] = r2_row["value"]  # mean over points with a non-zero gradient
-        summary["rho1"] = r1_rows[0]["value"]  # at the smallest noise level: Theorem 1's limit
-        summary["rho1_sigma"] = RHO1_LEVELS[0]
-        summary["rho2_isotropic"] = isotropic_rho2(q.shape[1], q.shape[2])
-
-        if mask is not None:  # share of the gradient's energy on the signal (digit) half
-            g2 = g.pow(2)
-            share = (g2 * mask).flatten(1).sum(1) / g2.flatten(1).sum(1).clamp_min(1e-30)
-            rows.append(_row("gradient_signal_share", share.cpu(), epoch,
-                             gradient=head.gradient))  # fmt: skip
-            summary["gradient_signal_share"] = float(share.mean())
-        if oracle is not None:
-            xc = x.cpu()
-            energy = subspace_energy(
-                g.cpu(), oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc)
-            )
-            for part, v in energy.items():
-                rows.append(_row(f"energy_{part}", v, epoch, gradient=head.gradient))
-            # Like with like: grad log p(y_hat|x) of the model and of the Bayes classifier (a
-            # logit's gradient differs by grad logsumexp, which cross-entropy never sees).
-            b_cos = bayes_cosine(grads["log_prob"].cpu().double(), maps["bayes_exact"].cpu())
-            rows.append(_row("bayes_cosine", b_cos, epoch, gradient="log_prob",
-                             reference="bayes_exact", metric="cosine"))  # fmt: skip
-            # rho2 with the exact tangent spaces: what the estimate above should read
-            exact_r2 = rho2(g.cpu(), oracle.tangent_at(xc))
-            rows.append(_row("rho2_exact", exact_r2, epoch, gradient=head.gradient))
-            summary["rho2_exact"] = float(exact_r2[torch.isfinite(exact_r2)].mean())
-
-        summary["maps"] = {
-            "inputs": x[:N_MAPS].cpu().numpy(),
-            "score": maps[head.reference][:N_MAPS].cpu().numpy(),
-            "gradient": g[:N_MAPS].cpu().numpy(),
-        }
-        return summary, rows
-
-    return measure
+) -> Measurer:
+    """The trial's measurer: `build_context` once, then `Measurer(ctx)`."""
+    return Measurer(build_context(cfg, bundle, device, artifacts, cache_dir))

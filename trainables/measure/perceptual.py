@@ -141,6 +141,19 @@ def _quiet(fn, *args, **kw):
         return fn(*args, **kw)
 
 
+# The name each metric's values are recorded under (before any "@xN" resize suffix).
+METRIC_NAMES = {"lpips": "lpips-alex", "stlpips": "stlpips-alex"}
+
+
+def resolve_metric_kind(kind: str) -> str:
+    """ "auto" -> "lpips" when its AlexNet weights are cached here, else "stlpips"."""
+    if kind == "auto":
+        return "lpips" if lpips_trunk_path().is_file() else "stlpips"
+    if kind not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {kind!r}; known: auto, {', '.join(METRIC_NAMES)}")
+    return kind
+
+
 def _build_lpips() -> PerceptualMetric:
     path = lpips_trunk_path()
     if not path.is_file():
@@ -159,7 +172,7 @@ def _build_lpips() -> PerceptualMetric:
         _, idx, param = key.split(".")  # "slice1.0.weight" <- "features.0.weight"
         mapped[key] = trunk[f"features.{idx}.{param}"]
     net.net.load_state_dict(mapped, strict=True)
-    return PerceptualMetric("lpips-alex", net)
+    return PerceptualMetric(METRIC_NAMES["lpips"], net)
 
 
 def _build_stlpips() -> PerceptualMetric:
@@ -179,18 +192,14 @@ def _build_stlpips() -> PerceptualMetric:
         raise ValueError(
             f"{path} does not match ST-LPIPS: missing {missing}, unexpected {unexpected}"
         )
-    return PerceptualMetric("stlpips-alex", net)
+    return PerceptualMetric(METRIC_NAMES["stlpips"], net)
 
 
 def build_metric(kind: str = "auto", device: str | torch.device = "cpu") -> PerceptualMetric:
     """ "lpips" (paper; needs cached AlexNet weights), "stlpips" (offline), or "auto" (lpips if
     its weights are present, else stlpips). Never touches the network."""
-    if kind == "auto":
-        kind = "lpips" if lpips_trunk_path().is_file() else "stlpips"
     builders = {"lpips": _build_lpips, "stlpips": _build_stlpips}
-    if kind not in builders:
-        raise ValueError(f"unknown metric {kind!r}; known: auto, lpips, stlpips")
-    return builders[kind]().to(device)
+    return builders[resolve_metric_kind(kind)]().to(device)
 
 
 def alignment(g: torch.Tensor, s: torch.Tensor, metric: PerceptualMetric) -> torch.Tensor:
@@ -246,3 +255,76 @@ def subspace_energy(
 def bayes_cosine(g: torch.Tensor, bayes_grad: torch.Tensor) -> torch.Tensor:
     """Cosine `(B,)` between gradient maps and the Bayes-optimal classifier's gradient."""
     return cosine(g, bayes_grad.to(g.device, g.dtype))
+
+
+# ---- The measurement suite's alignment and gradient-energy families (evaluate.py) ------------
+def measure_alignment(ctx, probe) -> dict:
+    """Perceptual alignment (and cosine) of every recorded gradient/reference pair; the summary
+    at the dataset's headline pair.
+
+    Pairs recorded for every dataset, whichever is the headline: the sum-of-logits gradient vs
+    the unconditional score, the predicted class's logit vs the class-conditional score at the
+    predicted class ("score") and at the true label ("score_label"), the gradient of
+    log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs every score a
+    gradient meets, so a reader can tell a meaningful value from a trivial one."""
+    maps, head = probe.maps, ctx.head
+    pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
+    for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
+        pairs += [("null_noise", ref), ("null_input", ref)]
+    if "score_label" in maps:
+        pairs.append(("pred_logit", "score_label"))
+    if "bayes_est" in maps:  # the identifiable pair (bayes.py), at prediction and label
+        pairs += [("log_prob", "bayes_est"), ("log_prob_label", "bayes_est_label"),
+                  ("null_noise", "bayes_est"), ("null_input", "bayes_est")]  # fmt: skip
+    if "exact_score" in maps:  # synthetic set: the exact class-conditional score
+        pairs += [("pred_logit", "exact_score"), ("log_prob", "bayes_exact")]
+    head_g, head_ref, head_metric, _ = ctx.yardstick  # the calibrated headline
+    headline_pair = (head_g, head_ref)
+    if headline_pair not in pairs:
+        raise ValueError(f"{ctx.cfg.dataset}: headline pair {headline_pair} is not measured")
+    with torch.no_grad():
+        aligned = alignments(maps, pairs, ctx.metric)
+        for g_name, ref in pairs:
+            probe.row("alignment", aligned[(g_name, ref)].cpu(), gradient=g_name,
+                      reference=ref, metric=ctx.metric_name)  # fmt: skip
+            probe.row("alignment", cosine(maps[g_name], maps[ref]).cpu(), gradient=g_name,
+                      reference=ref, metric="cosine")  # fmt: skip
+        values = (cosine(maps[head_g], maps[head_ref]) if head_metric == "cosine"
+                  else aligned[headline_pair])  # fmt: skip
+        headline = float(values.mean())
+    return {
+        "alignment": headline,
+        "alignment_metric": head_metric,
+        "alignment_gradient": head_g,
+        "alignment_reference": head_ref,
+        "alignment_score": ctx.score.name,
+    }
+
+
+def measure_gradient_share(ctx, probe) -> dict:
+    """Share of the headline gradient's energy inside the signal (digit) mask."""
+    if ctx.mask is None:
+        return {}
+    g2 = probe.grads[ctx.head.gradient].pow(2)
+    share = (g2 * ctx.mask).flatten(1).sum(1) / g2.flatten(1).sum(1).clamp_min(1e-30)
+    probe.row("gradient_signal_share", share.cpu(), gradient=ctx.head.gradient)
+    return {"gradient_signal_share": float(share.mean())}
+
+
+def measure_oracle_gradient(ctx, probe) -> dict:
+    """Synthetic sets: the headline gradient's energy on the signal, distractor and off-manifold
+    spans, and the cosine with the Bayes classifier's gradient of its predicted class's logit
+    (compare like with like: our pred_logit gradient)."""
+    if ctx.oracle is None:
+        return {}
+    xc, g = ctx.x.cpu(), probe.grads[ctx.head.gradient].cpu()
+    oracle = ctx.oracle
+    energy = subspace_energy(g, oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc))
+    for part, v in energy.items():
+        probe.row(f"energy_{part}", v, gradient=ctx.head.gradient)
+    # Like with like: grad log p(y_hat|x) of the model and of the Bayes classifier (a logit's
+    # gradient differs by grad logsumexp, which cross-entropy never sees).
+    b_cos = bayes_cosine(probe.grads["log_prob"].cpu().double(), probe.maps["bayes_exact"].cpu())
+    probe.row("bayes_cosine", b_cos, gradient="log_prob", reference="bayes_exact",
+              metric="cosine")  # fmt: skip
+    return {}

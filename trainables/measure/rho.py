@@ -110,3 +110,34 @@ def rho1(
     finally:
         model.train(was_training)
     return torch.cat(out, dim=1).cpu()
+
+
+# ---- The measurement suite's rho family (trainables/measure/evaluate.py) ---------------------
+def measure_rho(ctx, probe) -> dict:
+    """Definition 1 / Theorem 1 on the scalar output whose gradient the headline uses; rho2
+    also for the other pair's gradient."""
+    head = ctx.head.gradient
+    g = probe.grads[head]
+    for other in ("logit_sum", "pred_logit", "log_prob"):  # rho2 of every pair's gradient
+        if other != head:
+            probe.row("rho2", rho2(probe.grads[other], ctx.q).cpu(), gradient=other)
+    r2 = probe.row("rho2", rho2(g, ctx.q).cpu(), gradient=head)
+    r1 = rho1(probe.model, ctx.x, ctx.q, RHO1_LEVELS, RHO1_DRAWS, probe.gen, head)  # (S, B)
+    r1_rows = [probe.row("rho1", v, eps=level, gradient=head)
+               for level, v in zip(RHO1_LEVELS, r1, strict=True)]  # fmt: skip
+    return {
+        "rho2": r2["value"],  # mean over points with a non-zero gradient
+        "rho1": r1_rows[0]["value"],  # at the smallest noise level: Theorem 1's limit
+        "rho1_sigma": RHO1_LEVELS[0],
+        "rho2_isotropic": isotropic_rho2(ctx.q.shape[1], ctx.q.shape[2]),
+    }
+
+
+def measure_exact_rho(ctx, probe) -> dict:
+    """rho2 with the exact tangent spaces (synthetic sets): what the estimate should read."""
+    if ctx.oracle is None:
+        return {}
+    g = probe.grads[ctx.head.gradient]
+    exact = rho2(g.cpu(), ctx.oracle.tangent_at(ctx.x.cpu()))
+    probe.row("rho2_exact", exact, gradient=ctx.head.gradient)
+    return {"rho2_exact": float(exact[torch.isfinite(exact)].mean())}

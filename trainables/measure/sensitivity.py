@@ -186,3 +186,45 @@ def mask_sensitivity(
 
     values = _run_chunks(model, x, make_deltas, list(levels), 2, n_draws, batch_size)
     return _summary(("signal", "distractor"), "levels", levels, values)
+
+
+# ---- The measurement suite's sensitivity families (trainables/measure/evaluate.py) ----------
+# Noise levels s (per-pixel std, pixels in [0, 1]) for signal vs distractor noise: every third
+# of the reference's logspace(-2, 1, 30), which keeps the curve's shape at a tenth of the cost.
+NOISE_LEVELS = [float(s) for s in np.logspace(-2, 1, 30)[::3]]
+REFERENCE_NOISE_LEVEL = min(NOISE_LEVELS, key=lambda s: abs(math.log(s / 0.3)))
+
+
+def measure_manifold(ctx, probe) -> dict:
+    """On/off-manifold sensitivity at every step size; the summary at the headline step, and
+    their ratio off / on (docs/method.md): below 1 = relatively off-manifold robust."""
+    sens = manifold_sensitivity(probe.model, ctx.x, ctx.q, ctx.eps, ctx.cfg.noise_draws,
+                                probe.gen)  # fmt: skip
+    for i, e in enumerate(sens["eps"]):
+        for kind in ("on", "off"):
+            probe.row(f"{kind}_manifold_sensitivity", sens[f"{kind}_per_point"][i], eps=e)
+    i_ref = ctx.eps.index(ctx.ref_eps)
+    on, off = sens["on_mean"][i_ref], sens["off_mean"][i_ref]
+    return {
+        "on_manifold_sensitivity": on,
+        "off_manifold_sensitivity": off,
+        "relative_off_manifold_robustness": off / on if on else math.nan,
+    }
+
+
+def measure_mask_noise(ctx, probe) -> dict:
+    """Signal vs distractor noise sensitivity (sets with a signal mask; NaN elsewhere)."""
+    out = dict(signal_sensitivity=math.nan, distractor_sensitivity=math.nan,
+               relative_noise_robustness=math.nan)  # fmt: skip
+    if ctx.mask is None:
+        return out
+    ms = mask_sensitivity(probe.model, ctx.x, ctx.mask, NOISE_LEVELS, ctx.cfg.noise_draws,
+                          probe.gen)  # fmt: skip
+    for i, s in enumerate(ms["levels"]):
+        for kind in ("signal", "distractor"):
+            probe.row(f"{kind}_sensitivity", ms[f"{kind}_per_point"][i], eps=s)
+    j = NOISE_LEVELS.index(REFERENCE_NOISE_LEVEL)
+    out.update(signal_sensitivity=ms["signal_mean"][j],
+               distractor_sensitivity=ms["distractor_mean"][j],
+               relative_noise_robustness=ms["relative"][j])  # fmt: skip
+    return out

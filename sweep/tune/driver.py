@@ -14,9 +14,12 @@ import dataclasses
 import json
 import os
 
-from analysis.schema import SEARCH_BEST_FILE, STATUSES, STRENGTH_SYMBOL
+from analysis.results.columns import STATUSES
+from analysis.results.layout import SEARCH_BEST_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.record import package_versions
 from sweep import experiment, storage
-from sweep.config import SweepConfig, Where
+from sweep.plan.config import SweepConfig, Where
 from trainables.config import TrialConfig
 
 
@@ -52,6 +55,7 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         )
     if sweep.asha:
         lines.append("ASHA early stopping on test_accuracy: on")
+    lines += settings_lines(sweep, trials, where)
     head = f"{'#':>4}  {'method':<11} {'strength':<18} {'seed':>4} {'epochs':>6} {'lr':>9}"
     lines.append(f"{head}  config_id")
     for i, c in enumerate(trials, 1):
@@ -59,6 +63,37 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         row = f"{i:>4}  {c.method:<11} {s:<18} {c.seed:>4} {c.epochs:>6} {c.lr:>9.3g}"
         lines.append(f"{row}  {c.config_id}")
     return "\n".join(lines)
+
+
+def settings_lines(sweep: SweepConfig, trials: list[TrialConfig], where: Where) -> list[str]:
+    """What the trials' dataset defaults resolve to, and the sweep's estimated GPU cost."""
+    from sweep.plan.cost import TRAIN_IMAGES, cost_lines
+    from trainables.resolved import input_shape, resolved_settings
+
+    probe = trials[0] if trials else TrialConfig.from_dict(sweep.trial_dict("none", 0.0, 0))
+    shape = input_shape(probe)
+    r = resolved_settings(probe, shape)
+    lines = [
+        f"measured with: {r['eval_points']} evaluation points, {r['noise_draws']} noise draws, "
+        f"step sizes {r['eps']} (headline {r['headline_eps']:g}); tangents from a latent of "
+        f"{r['latent_dim']}; score at sigma {r['score_sigma']:g}; alignment "
+        f"{r['alignment_metric']} of {r['alignment_gradient']} vs {r['alignment_reference']}",
+        f"artifacts: autoencoder <= {r['ae_max_epochs']} epochs, denoiser <= "
+        f"{r['denoiser_max_epochs']} epochs; training: augment {r['augment']}, bf16 mixed "
+        f"precision on CUDA {'on' if r['mixed_precision_on_cuda'] else 'off'}",
+    ]
+    costed = list(trials)
+    for method in sweep.searched_methods:  # a search's trials, at the middle of its range
+        lo, hi = sweep.search_bounds(method)
+        mid = TrialConfig.from_dict(sweep.trial_dict(method, 10 ** ((lo + hi) / 2), 0))
+        costed += [mid] * (sweep.search_trials * sweep.seeds)
+    if probe.dataset in TRAIN_IMAGES:
+        n_train = TRAIN_IMAGES[probe.dataset]
+    else:
+        from trainables.data import load_dataset
+
+        n_train = len(load_dataset(probe.dataset, 0, where.data_root).train)
+    return lines + cost_lines(costed, n_train)
 
 
 def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) -> int:
@@ -71,7 +106,7 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
         log(trial_table(sweep, where, resume))
         return 0
 
-    from sweep import cluster
+    from sweep.tune import cluster
 
     if where.address:
         cluster.check_address(where.address)
@@ -93,9 +128,9 @@ def drive(sweep: SweepConfig, where: Where, dry_run: bool = False, log=print) ->
 
 
 def _run(sweep, where: Where, trials, resume: bool, log) -> int:
-    from sweep.artifacts import prepare_shared
     from sweep.export import write_results
-    from sweep.launch import run_sweep
+    from sweep.tune.artifacts import prepare_shared
+    from sweep.tune.launch import run_sweep
     from trainables.measure.artifacts import default_cache_dir
 
     where = dataclasses.replace(where, cache_dir=where.cache_dir or default_cache_dir())
@@ -105,7 +140,7 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
     log(f"[pags] {'resuming' if resume else 'starting'} sweep {sweep.preset} in {where.exp_dir}")
     result = run_sweep(sweep, where, refs, log)
     name = os.path.basename(where.exp_dir.rstrip("/"))
-    trials_df, _ = write_results(result.outcomes, where.exp_dir, name, driver_versions())
+    trials_df, _ = write_results(result.outcomes, where.exp_dir, name, package_versions())
     if result.best:
         storage.write_text_atomic(
             storage.join(where.exp_dir, SEARCH_BEST_FILE), json.dumps(result.best, indent=1)
@@ -133,15 +168,3 @@ def _run(sweep, where: Where, trials, resume: bool, log) -> int:
     else:
         log(f"next: pags analyze {where.exp_dir}")
     return 1 if len(failed) else 0
-
-
-def driver_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in ("pags", "torch", "ray"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = ""
-    return out

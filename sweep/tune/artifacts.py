@@ -13,32 +13,30 @@ missing files are reported before any trial starts.
 from __future__ import annotations
 
 import ray
+from ray.util.queue import Queue
 
-from analysis.errors import one_line
+from analysis.results.errors import InputError, one_line
 from trainables.config import TrialConfig
 from trainables.data import DataUnavailableError
-from trainables.errors import InputError
-from trainables.tune_trainable import artifacts_key
+from trainables.measure.artifacts import artifacts_key
 
 
-def _prepare(cfg_dict: dict, cache_dir: str):
-    """Ray task with two results: the artifact set of `cfg` (loaded from the cache or built),
-    or None when the trial does not measure (then only the data is loaded, as a check); and
-    what preparing it said (a corrupt cache set rebuilt, ...), for the driver to print."""
-    import torch
-
+def _prepare(cfg_dict: dict, cache_dir: str, messages: Queue):
+    """Ray task: the artifact set of `cfg` (loaded from the cache or built), or None when the
+    trial does not measure (then only the data is loaded, as a check). What preparing it says
+    (stage, epoch, time left; a corrupt cache set rebuilt) goes into `messages` as it happens,
+    for the driver to print: worker output does not reach the driver (cluster.connect)."""
     from trainables.data import load_dataset
+    from trainables.runtime import use_cpus
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     cfg = TrialConfig.from_dict(cfg_dict)
     if not cfg.measure:
         load_dataset(cfg.dataset, cfg.seed, cfg.data_root)
-        return None, []
+        return None
     from trainables.measure.artifacts import prepare_artifacts
 
-    said: list[str] = []  # worker output does not reach the driver (cluster.connect)
-    return prepare_artifacts(cfg, cache_dir, log=said.append), said
+    return prepare_artifacts(cfg, cache_dir, log=messages.put)
 
 
 def artifact_groups(trials: list[TrialConfig]) -> dict[str, TrialConfig]:
@@ -60,17 +58,24 @@ def prepare_shared(
     task = ray.remote(_prepare)
     # A trial's resources: on small sets one thread beats two (small ops, threads that wait on
     # each other), and on a cluster the task lands on a node that can run a trial.
-    options = dict(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_retries=1, num_returns=2)
-    refs, said = {}, {}
+    options = dict(num_cpus=cpus, num_gpus=1 if gpus > 0 else 0, max_retries=1)
+    messages = Queue(actor_options={"num_cpus": 0})  # the tasks' progress, printed live
+    refs = {}
     for key, cfg in groups.items():
         what = f"artifacts for {cfg.dataset} ({key})" if cfg.measure else f"data of {cfg.dataset}"
         log(f"[pags] preparing {what} ...")
-        refs[key], said[key] = task.options(**options).remote(cfg.to_dict(), cache_dir)
+        refs[key] = task.options(**options).remote(cfg.to_dict(), cache_dir, messages)
+    pending = list(refs.values())
+    while True:
+        for message in messages.get_nowait_batch(messages.qsize()):
+            log(f"[pags] {message}")
+        if not pending:
+            break
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+    messages.shutdown()
     for key, ref in refs.items():
         try:
-            ray.get(ref)  # wait, and surface a failure before any trial starts
-            for message in ray.get(said[key]):
-                log(f"[pags] {message}")
+            ray.get(ref)  # surface a failure before any trial starts
         except ray.exceptions.RayTaskError as err:
             cause: BaseException | None = getattr(err, "cause", None)
             if isinstance(cause, DataUnavailableError):

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.presets import ROBUST_METHODS, get_preset
+from analysis.results.errors import InputError
+from analysis.results.methods import ROBUST_METHODS
+from sweep.plan.presets import get_preset
 from trainables.config import METHODS, TrialConfig
-from trainables.errors import InputError
 from trainables.recipes import derive_trial_dict
 
 SEARCHES = ("grid", "optuna")
@@ -27,7 +28,7 @@ SEARCHES = ("grid", "optuna")
 # trials (suggested strengths) per method, and the largest test-accuracy drop below the
 # baseline's mean that a strength may cost and still count as feasible.
 SEARCH_SEEDS, SEARCH_TRIALS, MAX_ACCURACY_DROP = 2, 8, 0.05
-# Objectives for `--search optuna` and their direction (analysis/schema.py documents them).
+# Objectives for `--search optuna` and their direction (analysis/results/columns.py has them).
 OBJECTIVES = {
     "alignment": "max",
     "test_accuracy": "max",

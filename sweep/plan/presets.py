@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from trainables.objectives import from_reference_lambda
+from analysis.results.methods import REGISTRY, ROBUST_METHODS, from_reference_lambda
 from trainables.recipes import RECIPES
 from trainables.registry import Registry
 
-ROBUST_METHODS = ("gradnorm", "smoothness", "randsmooth", "pgd_l2")
+__all__ = ["PRESETS", "ROBUST_METHODS", "Preset", "get_preset", "grid", "register"]
 
 
 def grid(values) -> tuple[float, ...]:
@@ -160,12 +160,10 @@ def paper_strengths(batch_size: int, pgd_ref: tuple[float, ...]) -> dict[str, tu
 
 
 def paper_lr_rules(batch_size: int) -> dict[str, tuple[float, float]]:
-    """(threshold, our strength -> reference strength factor) per method."""
-    return {
-        "gradnorm": (0.01, batch_size**2 / 1e5),  # to_reference_lambda
-        "smoothness": (10.0, 1.0),
-        "pgd_l2": (100.0, math.sqrt(batch_size)),
-    }
+    """(threshold, our strength -> reference strength factor) of every method with a rule
+    (`Method.lr_rule`, analysis/results/methods.py)."""
+    rules = {name: m.lr_rule(batch_size) for name, m in REGISTRY.items()}
+    return {name: rule for name, rule in rules.items() if rule is not None}
 
 
 CIFAR_PGD_REF = tuple(float(v) for v in np.logspace(-5, 4, 30))

@@ -5,7 +5,7 @@ Experiment directory (a local path or a URI):
     sweep_config.json            what this directory computes (refuses a different sweep)
     tune/                        the Tune experiment of a grid sweep
     baseline/, search-<method>/  the Tune experiments of a peak search (one per method)
-    optuna-study.db              a peak search's Optuna study (sweep/search.py)
+    optuna-study.db              a peak search's Optuna study (sweep/tune/search.py)
     trials.parquet, measures.parquet, maps/<config_id>.npz, search_best.json
 
 Every Tune run is idempotent: `Tuner.can_restore(path)` -> `Tuner.restore(path, ...,
@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,17 +30,17 @@ import pyarrow.fs as pafs
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.schema import RECORD_FILE, STRENGTH_SYMBOL
-from sweep import search, storage, tune_state
-from sweep.config import OBJECTIVES, SweepConfig, Where
+from analysis.results.layout import RECORD_FILE
+from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.results.methods import method as method_facts
+from sweep import storage
 from sweep.export import TrialOutcome
-from sweep.progress import ProgressLine
+from sweep.plan.config import OBJECTIVES, SweepConfig, Where
+from sweep.signals import on_sigterm
+from sweep.tune import search, tune_state
+from sweep.tune.progress import ProgressLine
 from trainables.config import TrialConfig
 from trainables.tune_trainable import MAPS_FILE, train, trial_config
-
-# Relative cost of one training step per method (forward/backward passes), to start the
-# longest trials first: the last trials then finish together instead of one straggling.
-STEP_COST = {"none": 1.0, "randsmooth": 1.0, "smoothness": 2.0, "gradnorm": 3.0}
 
 
 @dataclass
@@ -55,8 +54,9 @@ class RunResult:
 
 
 def trial_cost(cfg: TrialConfig) -> float:
-    step = STEP_COST.get(cfg.method, 1.0 + cfg.pgd_steps)
-    return step * cfg.epochs * (cfg.train_subset or 1)
+    """Relative cost of a trial (its method's step cost, analysis/results/methods.py), to start
+    the longest trials first: the last trials then finish together instead of one straggling."""
+    return method_facts(cfg.method).cost(cfg.pgd_steps) * cfg.epochs * (cfg.train_subset or 1)
 
 
 def trial_name(trial) -> str:
@@ -110,7 +110,7 @@ def run_sweep(sweep: SweepConfig, where: Where, artifacts: dict, log=print) -> R
 
 
 def _search(method, trainable, sweep: SweepConfig, where: Where, paths, url, min_accuracy):
-    """The study of one method through Ray Tune (sweep/search.py), within the preset grid's
+    """The study of one method through Ray Tune (sweep/tune/search.py), within the preset grid's
     range of log10-strength; each suggested strength runs `sweep.seeds` seeds."""
     lo, hi = sweep.search_bounds(method)
     epochs = sweep.trial_dict(method, 10**lo, 0)["epochs"]
@@ -172,6 +172,10 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
                 name=name,
                 storage_path=where.exp_dir,
                 verbose=1,  # with the legacy engine: our progress line only
+                # Each trial's epoch lines: `stdout` in its trial directory, uploaded with its
+                # checkpoints (the trial's working directory holds nothing else of ours).
+                log_to_file=True,
+                sync_config=tune.SyncConfig(sync_artifacts=True),
                 failure_config=tune.FailureConfig(max_failures=where.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 progress_reporter=ProgressLine(total, epochs, metric, mode, label=name),
@@ -184,27 +188,15 @@ def _fit(name, trainable, space, total, epochs, sweep, where, searcher=None, num
     return [outcome(r) for r in grid]
 
 
-@contextlib.contextmanager
 def _sigterm_stops_like_ctrl_c():
-    """SIGTERM (a batch scheduler's preemption, `timeout`, `kill`) ends the sweep as Ctrl-C
-    does: Tune stops gracefully on SIGUSR1, the finished trials' tables get written and a
-    rerun resumes. Without this the driver died at once, writing nothing. Only the main
-    thread may set signal handlers (the `pags` CLI runs there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    previous = signal.SIG_DFL if previous is None else previous  # None: set outside Python
+    """SIGTERM ends the sweep as Ctrl-C does (sweep/signals.py): Tune stops gracefully on
+    SIGUSR1, the finished trials' tables get written and a rerun resumes."""
 
-    def stop(*_):
+    def stop(previous) -> None:
         signal.signal(signal.SIGTERM, previous)  # a second SIGTERM ends the driver at once
         os.kill(os.getpid(), signal.SIGUSR1)
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return on_sigterm(stop)
 
 
 class _DropTuneHints(logging.Filter):

@@ -12,8 +12,7 @@ import socket
 
 import ray
 
-from analysis.errors import one_line
-from trainables.errors import InputError
+from analysis.results.errors import InputError, one_line
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:

@@ -8,11 +8,11 @@ In the order that keeps bad input cheap and finished work safe:
    label and strength and the measurement settings; a record already in the output directory
    means "measured": it is not rerun (so a killed driver resumes by running the command again);
    a directory holds one dataset and one set of measurement settings (`measure_config.json`);
-3. the shared artifacts are prepared once, as for a sweep (`sweep.artifacts.prepare_shared`);
-4. one Ray task per checkpoint (`sweep.measure_exec`) with a trial's resources (a GPU when the
+3. the shared artifacts are prepared once, as for a sweep (`sweep.tune.artifacts.prepare_shared`);
+4. one Ray task per checkpoint (`sweep.files.tasks`) with a trial's resources (a GPU when the
    cluster has one); each task loads the file (a bad one: one line, counted) and measures it;
    its record and maps are written as soon as it returns; a progress line shows the counts;
-5. the tables are rebuilt from all records (`sweep.measure_tables`).
+5. the tables are rebuilt from all records (`sweep.files.tables`).
 
 `local=True` runs step 4 in this process instead of Ray (same function, one at a time).
 Exit code: 0; 2 when checkpoints were bad (after measuring the rest); 1 when a task failed
@@ -21,29 +21,29 @@ otherwise; 130 when interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import threading
 from collections.abc import Callable
 
+from analysis.results import layout
+from analysis.results.errors import InputError
+from analysis.results.record import package_versions
 from sweep import storage
-from sweep.measure_exec import Plan, run_local, run_ray
-from sweep.measure_tables import read_records, write_tables
+from sweep.files.tables import read_records, write_tables
+from sweep.files.tasks import Plan, run_local, run_ray
+from sweep.signals import on_sigterm, raise_keyboard_interrupt
 from trainables.checkpoints import file_sha256
 from trainables.config import TrialConfig
-from trainables.errors import InputError
 from trainables.measure_checkpoint import MEASURE_FIELDS, ModelSpec
-
-SETTINGS_FILE = "measure_config.json"
 
 
 def config_id(spec: ModelSpec, checkpoint_sha: str, base: TrialConfig) -> str:
     """What is measured, not where it lies or what it is called: name and path are left out."""
     what = {k: v for k, v in spec.to_dict().items() if k not in ("name", "path")}
-    settings = {k: getattr(base, k) for k in ("dataset", *MEASURE_FIELDS)}
+    # Settings added later count only away from their default: older ids stay valid.
+    settings = {k: getattr(base, k) for k in ("dataset", *MEASURE_FIELDS)
+                if not TrialConfig.at_added_default(k, getattr(base, k))}  # fmt: skip
     blob = json.dumps(
         {"checkpoint_sha256": checkpoint_sha, **what, "measure": settings},
         sort_keys=True,
@@ -107,17 +107,15 @@ def run_measure(
             log(f"[pags] {len(plans) - len(todo)} already measured in {out_dir}: kept, not rerun")
         run = run_local if local else run_ray
         try:
-            with _sigterm_interrupts():
+            with on_sigterm(raise_keyboard_interrupt):
                 failed, bad_now, interrupted = run(todo, base, out_dir, log, device=device,
                                                    address=address, num_cpus=num_cpus,
                                                    cpus=cpus, gpus=gpus)  # fmt: skip
         except KeyboardInterrupt:  # before any measurement ran (preparing artifacts, Ray)
             failed, bad_now, interrupted = 0, 0, True
         bad += bad_now
-        from sweep.driver import driver_versions
-
         name = os.path.basename(out_dir.rstrip("/"))
-        trials, _ = write_tables(out_dir, name, driver_versions())
+        trials, _ = write_tables(out_dir, name, package_versions())
         log(f"[pags] {len(trials)} models in the tables")
     log(f"results: {out_dir}")
     if interrupted:
@@ -136,7 +134,7 @@ def run_measure(
 def _claim(out_dir: str, base: TrialConfig) -> None:
     """One dataset and one set of measurement settings per directory, as one sweep per
     directory: the tables of a directory must be comparable. ValueError names the field."""
-    path = os.path.join(out_dir, SETTINGS_FILE)
+    path = layout.settings_file(out_dir)
     settings = {k: base.to_dict()[k] for k in ("dataset", *MEASURE_FIELDS)}
     settings = json.loads(json.dumps(settings))  # tuples as lists, as read back
     old = storage.read_text(path)
@@ -151,19 +149,3 @@ def _claim(out_dir: str, base: TrialConfig) -> None:
     storage.write_text_atomic(path, json.dumps(settings, indent=1))
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (a batch scheduler's preemption, `kill`) stops like Ctrl-C: the finished
-    measurements' tables are written and a rerun measures the rest. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

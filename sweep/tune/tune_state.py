@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 from ray import cloudpickle, tune
 
+from analysis.results.errors import InputError
 from sweep import storage
-from trainables.errors import InputError
 
 BACKUP_FILE = "pags-experiment-state.json"
 

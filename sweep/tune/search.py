@@ -32,11 +32,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from analysis.results import layout
+from analysis.results.layout import STUDY_FILE
 from sweep import storage
-from sweep.config import OBJECTIVES
+from sweep.plan.config import OBJECTIVES
 from trainables.tune_trainable import searched_strength
 
-STUDY_FILE = "optuna-study.db"
 PARAM = "log10_strength"  # the searched parameter (Tune config key and Optuna param name)
 CONSTRAINT = "accuracy"  # threshold - mean test accuracy; feasible <= 0
 FINAL = ("completed", "diverged")  # a seed's last status that ends it (trainables/loop.py)
@@ -160,7 +161,7 @@ class StrengthSearcher(Searcher):
         frozen = self.study.trials[number]
         if frozen.state.is_finished():
             return
-        trial = optuna.trial.Trial(self.study, frozen._trial_id)  # no public lookup by number
+        trial = optuna.trial.Trial(self.study, self._trial_id(number))
         trial.set_user_attr("seeds", sorted(ended))
         trial.set_user_attr("values", [ended[s][0] for s in sorted(ended)])
         trial.set_user_attr("test_accuracies", [ended[s][1] for s in sorted(ended)])
@@ -170,6 +171,13 @@ class StrengthSearcher(Searcher):
             self.study.tell(number, sum(values) / len(values), skip_if_finished=True)
         else:
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of Optuna trial `number`, through the storage's public API (a
+        trial asked by an earlier driver has no Trial object in this one)."""
+        storage = optuna.storages.RDBStorage(self.url)
+        study_id = storage.get_study_id_from_name(study_name(self.method))
+        return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
     # ---- state saved with Tune's experiment (the study is on disk) ------------------------
     def get_state(self) -> dict[str, Any]:
@@ -243,9 +251,9 @@ class StudyFile:
     each method's search (and so after an interruption too)."""
 
     def __init__(self, exp_dir: str, cache_dir: str, sweep_id: str):
-        self.remote = storage.join(exp_dir, STUDY_FILE) if storage.is_uri(exp_dir) else None
+        self.remote = layout.study_file(exp_dir) if storage.is_uri(exp_dir) else None
         if self.remote is None:
-            self.local = os.path.join(exp_dir, STUDY_FILE)
+            self.local = layout.study_file(exp_dir)
             return
         self.local = os.path.join(cache_dir, "studies", sweep_id, STUDY_FILE)
         os.makedirs(os.path.dirname(self.local), exist_ok=True)

@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from analysis.atomic import atomic_write
-from analysis.errors import one_line
-from analysis.schema import MAPS_DIR
+from analysis.results import layout
+from analysis.results.atomic import atomic_write
+from analysis.results.errors import one_line
+from analysis.results.layout import record_file as record_path
 from sweep import storage
-from sweep.measure_tables import record_path
 from trainables.checkpoints import CheckpointError, file_sha256
 from trainables.config import TrialConfig
 from trainables.measure_checkpoint import ModelSpec
@@ -36,11 +36,12 @@ class Plan:
 def _save(out_dir: str, p: Plan, record: dict, maps: dict | None) -> None:
     """Maps first, record last: a record on disk means the measurement is complete."""
     if maps is not None:
-        os.makedirs(os.path.join(out_dir, MAPS_DIR), exist_ok=True)
+        os.makedirs(layout.maps_dir(out_dir), exist_ok=True)
         arrays = {k: np.asarray(v) for k, v in maps.items()}
-        path = os.path.join(out_dir, MAPS_DIR, f"{p.config_id}.npz")
+        path = layout.maps_file(out_dir, p.config_id)
         atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
-    record = {**record, "config_id": p.config_id, "checkpoint_sha256": p.checkpoint_sha256}
+    record = {**record, "config_id": p.config_id}
+    record["checkpoint"] = {**record["checkpoint"], "checkpoint_sha256": p.checkpoint_sha256}
     storage.write_text_atomic(record_path(out_dir, p.config_id), json.dumps(record))
 
 
@@ -78,13 +79,14 @@ def _dataset(name: str, seed: int, data_root: str):
 
 
 def run_local(todo, base, out_dir, log, device="", **_) -> tuple[int, int, bool]:
-    import torch
 
     from trainables.measure.artifacts import prepare_artifacts
 
     if not todo:
         return 0, 0, False
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from trainables.runtime import choose_device
+
+    dev = choose_device(device)
     art = prepare_artifacts(
         base, base.artifacts_dir, _dataset(base.dataset, 0, base.data_root), log
     )
@@ -120,21 +122,20 @@ def _finish(kind, a, b, p: Plan, out_dir: str, log, progress) -> int:
 
 def _task(p: Plan, base_dict: dict, artifacts) -> tuple[str, object, object]:
     import ray
-    import torch
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    # Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs, so the first visible one is ours.
-    cuda = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
-    return measure_one(p, base_dict, artifacts, torch.device("cuda" if cuda else "cpu"))
+    from trainables.runtime import choose_device, use_cpus
+
+    use_cpus(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+    device = choose_device(gpus_assigned=bool(ray.get_gpu_ids()))
+    return measure_one(p, base_dict, artifacts, device)
 
 
 def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpus=None, **_):
     import ray
 
-    from sweep import cluster
-    from sweep.artifacts import prepare_shared
-    from trainables.tune_trainable import artifacts_key
+    from sweep.tune import cluster
+    from sweep.tune.artifacts import prepare_shared
+    from trainables.measure.artifacts import artifacts_key
 
     if not todo:
         return 0, 0, False
@@ -176,7 +177,7 @@ def run_ray(todo, base, out_dir, log, address=None, num_cpus=None, cpus=1.0, gpu
 
 
 class _Progress:
-    """The sweep's progress line (sweep/progress.py) over checkpoints instead of trials."""
+    """The sweep's progress line (sweep/tune/progress.py) over checkpoints instead of trials."""
 
     every_s = 30.0
 
@@ -191,7 +192,7 @@ class _Progress:
                 self._best = ("alignment", value, spec.label, spec.strength)
 
     def show(self, force: bool = False) -> None:
-        from sweep.progress import progress_line
+        from sweep.tune.progress_text import progress_line
 
         now = time.monotonic()
         if not force and now - self.last < self.every_s:

@@ -1,0 +1,1 @@
+"""Planning a sweep: presets and the sweep config (which trials, which settings). No Ray."""
