@@ -260,13 +260,16 @@ def bayes_cosine(g: torch.Tensor, bayes_grad: torch.Tensor) -> torch.Tensor:
 # ---- The measurement suite's alignment and gradient-energy families (evaluate.py) ------------
 def measure_alignment(ctx, probe) -> dict:
     """Perceptual alignment (and cosine) of every recorded gradient/reference pair; the summary
-    at the dataset's headline pair.
+    at the yardstick the calibration rule made the headline (`ctx.yardstick`; docs/method.md,
+    "Calibration").
 
     Pairs recorded for every dataset, whichever is the headline: the sum-of-logits gradient vs
     the unconditional score, the predicted class's logit vs the class-conditional score at the
     predicted class ("score") and at the true label ("score_label"), the gradient of
-    log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs every score a
-    gradient meets, so a reader can tell a meaningful value from a trivial one."""
+    log p(y|x) vs "score" and vs the Bayes-gradient estimate ("bayes_est", "bayes_est_label"
+    at the true label), on the oracle sets vs the exact Bayes gradient ("bayes_exact"), and
+    null maps (Gaussian noise, the centred input) vs every score a gradient meets, so a
+    reader can tell a meaningful value from a trivial one."""
     maps, head = probe.maps, ctx.head
     pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
     for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
@@ -313,8 +316,8 @@ def measure_gradient_share(ctx, probe) -> dict:
 
 def measure_oracle_gradient(ctx, probe) -> dict:
     """Synthetic sets: the headline gradient's energy on the signal, distractor and off-manifold
-    spans, and the cosine with the Bayes classifier's gradient of its predicted class's logit
-    (compare like with like: our pred_logit gradient)."""
+    spans, and the cosine of grad log p(y_hat|x) with the Bayes classifier's (like with like:
+    a logit's gradient differs by grad logsumexp, which cross-entropy never sees)."""
     if ctx.oracle is None:
         return {}
     xc, g = ctx.x.cpu(), probe.grads[ctx.head.gradient].cpu()
