@@ -47,6 +47,7 @@ from analysis.report_tables import (
 from analysis.results.atomic import atomic_write
 from analysis.results.methods import STRENGTH_SYMBOL
 from analysis.results.tables import SCHEMA_VERSION
+from analysis.robustness import robustness_section
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
 from analysis.yardsticks import headline_testable, yardstick_table
@@ -87,6 +88,8 @@ def write_report(
     _step_size_section(doc, tables)
     _correlation_section(doc, tables)
     _quality_section(doc, res.trials)
+    figures.update(_guard(problems, "robustness", {}, robustness_section, doc, res.trials,
+                          figdir, _save))  # fmt: skip
     figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
                           res.sources, out))  # fmt: skip
     _could_not_compute(doc, res, tables, problems)

@@ -20,7 +20,15 @@ from typing import Any
 
 from analysis.results.errors import InputError, one_line
 from analysis.results.record import latest_maps
-from sweep.cli_common import OneLineParser, UsageError, add_data_flags, add_ray_flags, set_pairs
+from sweep.cli_common import (
+    OneLineParser,
+    UsageError,
+    add_data_flags,
+    add_ray_flags,
+    add_score_option,
+    score_set,
+    set_pairs,
+)
 
 __all__ = ["OneLineParser", "UsageError", "main"]
 
@@ -49,6 +57,7 @@ def add_train_parser(sub) -> None:
         help="print the derived config and its config_id as JSON, train nothing",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_score_option(p)
 
 
 def trial_config_from_args(args) -> Any:
@@ -62,6 +71,7 @@ def trial_config_from_args(args) -> Any:
     if args.no_measure:
         sets["measure"] = False
     sets.update(set_pairs(args.set))
+    sets.update(score_set(args.score))
     where = {"data_root": args.data_root} if args.data_root else {}
     if args.preset:
         d = preset_trial_dict(
@@ -197,6 +207,7 @@ def add_sweep_parser(sub) -> None:
     add_data_flags(p)
     p.add_argument("--max-failures", type=int, default=3, help="retries per trial")
     p.add_argument("--dry-run", action="store_true", help="print the trial table, run nothing")
+    add_score_option(p)
     p.add_argument("--search", choices=["grid", "optuna"], default="grid")
     p.add_argument(
         "--objective", help="--search: what it optimizes (default alignment), mean over seeds"
@@ -230,7 +241,7 @@ def cmd_sweep(args) -> int:
         strengths=args.strengths,
         seeds=args.seeds,
         epochs=args.epochs,
-        sets=set_pairs(args.set),
+        sets={**set_pairs(args.set), **score_set(args.score)},
         search=args.search,
         objective=args.objective,
         search_trials=args.trials,

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 
 from analysis.results.errors import InputError
-from sweep.cli_common import add_data_flags, add_ray_flags
+from sweep.cli_common import add_data_flags, add_ray_flags, add_score_option
 
 REQUIRED = ("name", "path", "arch", "format")
 DEFAULT_DATASET = "digits-distractor"
@@ -34,7 +34,7 @@ def add_measure_parser(sub) -> None:
     p.add_argument(
         "--format",
         default="pags",
-        help="for --checkpoint: pags (default), state_dict, torchvision, robustness",
+        help="for --checkpoint: pags (default), state_dict, torchvision, robustbench, robustness",
     )
     p.add_argument("--arch", default="", help="for --checkpoint (not pags): architecture name")
     p.add_argument("--activation", default="softplus", help="for pags architectures")
@@ -44,6 +44,7 @@ def add_measure_parser(sub) -> None:
     p.add_argument("--epoch", type=int, help="epoch column and noise seed (default: file's or 0)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="measurement settings, e.g. eval_points=200")  # fmt: skip
+    add_score_option(p)
     p.add_argument("--output", default="results/measure", help="results directory")
     add_data_flags(p)
     p.add_argument("--local", action="store_true", help="measure in this process, without Ray")
@@ -54,7 +55,7 @@ def add_measure_parser(sub) -> None:
 
 
 def cmd_measure(args) -> int:
-    from sweep.cli_common import UsageError, set_pairs
+    from sweep.cli_common import UsageError, score_set, set_pairs
     from sweep.files.run import run_measure
     from trainables.config import TrialConfig
     from trainables.measure_checkpoint import DEFAULT_LABEL, MEASURE_FIELDS, ModelSpec
@@ -64,6 +65,7 @@ def cmd_measure(args) -> int:
         if key not in MEASURE_FIELDS:
             raise UsageError(f"--set {key!r} is not a measurement setting; allowed: "
                              f"{', '.join(MEASURE_FIELDS)}")  # fmt: skip
+    sets.update(score_set(args.score))
     cache = os.path.abspath(args.cache_dir) if args.cache_dir else ""
     data_root = os.path.abspath(args.data_root) if args.data_root else ""
     lines: list[str] = []
@@ -143,16 +145,22 @@ def _check_args(args) -> None:
 
 def spec_problem(fmt: str, arch: str, strength: float, activation: str) -> str:
     """What is wrong with these values (one line), or ""."""
+    from trainables import zoo
     from trainables.checkpoints import FORMATS, torchvision_archs
     from trainables.models import ACTIVATIONS, MODELS
 
     if fmt not in FORMATS:
         return f"format {fmt!r} is unknown; allowed: {', '.join(FORMATS)}"
-    if fmt != "pags" and arch not in MODELS and arch not in torchvision_archs():
+    if fmt == "robustbench" and not zoo.is_zoo_arch(arch):
+        return f"arch {arch!r} is not a RobustBench-zoo architecture; allowed: " + ", ".join(
+            zoo.EXAMPLES
+        )
+    known_arch = arch in MODELS or zoo.is_zoo_arch(arch) or arch in torchvision_archs()
+    if fmt != "pags" and not known_arch:
         known = ", ".join(MODELS.names())
         return (
-            f"arch {arch!r} is unknown for format {fmt}; allowed: {known} or a torchvision "
-            "architecture (e.g. resnet18)"
+            f"arch {arch!r} is unknown for format {fmt}; allowed: {known}, a RobustBench-zoo "
+            f"architecture ({', '.join(zoo.EXAMPLES)}) or a torchvision one (e.g. resnet18)"
         )
     if not (math.isfinite(strength) and strength >= 0):
         return f"strength {strength!r} is invalid; allowed: a finite number >= 0"

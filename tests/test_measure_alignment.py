@@ -180,7 +180,7 @@ def test_edm_adapter_gives_analytic_score(tmp_path, fmt):
     y = torch.tensor([0, 1, 2, 1])
     sigma = 0.5
     score = edm_score(path, sigma)
-    assert score.name == "edm-file@0.5" and score.conditional
+    assert score.name == "edm-file:edm.pt@0.5(conditional)" and score.conditional
     torch.testing.assert_close(score(x), -(x - 0.5) / (0.25 + sigma**2))
     centers = ((torch.tensor([0.0, 0.5, -0.5])[y] + 1) / 2).view(-1, 1, 1, 1)
     torch.testing.assert_close(score(x, y), -(x - centers) / (0.25 + sigma**2))

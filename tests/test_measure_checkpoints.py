@@ -22,14 +22,14 @@ import torch
 from analysis import load_results
 from sweep.cli import main
 from sweep.measure_cli import read_manifest
-from trainables import checkpoints
+from trainables import checkpoints, zoo
 from trainables.measure import artifacts as art_mod
 from trainables.models import build_model
 
 MEASURE = ["--set", "eval_points=16", "--set", "noise_draws=2"]
 HEADLINE = ("test_accuracy", "on_manifold_sensitivity", "off_manifold_sensitivity",
             "signal_sensitivity", "distractor_sensitivity", "alignment", "rho1",
-            "rho2")  # fmt: skip
+            "rho2", "eval_accuracy", "robust_accuracy")  # fmt: skip
 
 
 def pags(*args) -> tuple[int, str, str]:
@@ -122,6 +122,34 @@ def test_checkpoint_and_state_dict_measure_as_the_trial_did(trained):
     assert (out_dir / "report" / "report.md").exists() and (out_dir / "report" / "report.html")
 
 
+def test_robustbench_architecture_measured_end_to_end_with_certificate(trained, tmp_path):
+    """A RobustBench-layout WideResNet file (random weights, width 2, for digits' 1 channel)
+    through `pags measure`: robust accuracy at the scaled radius, and, labelled randsmooth at
+    sigma 0.25, Cohen's certificate."""
+    torch.manual_seed(0)
+    model = zoo.build("wrn-10-2", 1, 10)
+    path = tmp_path / "wrn.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    out_dir = tmp_path / "out"
+    code, out, err = pags("measure", "--local", "--device", "cpu", *MEASURE, "--cache-dir",
+                          trained["cache"], "--output", out_dir, "--checkpoint", path,
+                          "--format", "robustbench", "--arch", "wrn-10-2", "--label",
+                          "randsmooth", "--strength", "0.25", "--set", "certify_n=100")  # fmt: skip
+    assert code == 0, out + err
+    res = load_results(out_dir)
+    (row,) = res.trials.to_dict("records")
+    assert (row["model"], row["checkpoint_format"]) == ("wrn-10-2", "robustbench")
+    assert row["input_normalization"] == "none"
+    assert row["robust_attack"] == "apgd-ce-l2@20"
+    assert row["robust_radius"] == pytest.approx(0.5 * math.sqrt(392 / 3072))
+    assert 0 <= row["robust_accuracy"] <= row["eval_accuracy"] <= 1
+    assert row["certify_sigma"] == 0.25
+    assert 0 <= row["certified_accuracy"] <= 1 and 0 <= row["certify_abstain_rate"] <= 1
+    m = res.measures
+    assert len(m[m.measure == "certified_accuracy"]) == 5  # the ladder (holds the robust radius)
+    assert m[m.measure == "robust_accuracy"]["metric"].item() == "apgd-ce-l2@20"
+
+
 def test_bad_checkpoints_are_one_line_each_the_rest_measured_exit_2(trained, tmp_path):
     sd = torch.load(trained["plain"])
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
@@ -197,8 +225,8 @@ def test_a_trial_remeasured_with_no_flags_reproduces_itself(trained, tmp_path):
             "noise_draws=2") in out  # fmt: skip
     row = load_results(out_dir).trials.iloc[0]
     for col in HEADLINE:
-        assert row[col] == result[col], col
-    assert row["alignment_metric"] == result["alignment_metric"] != "auto"
+        assert row[col] == result["summary"][col], col
+    assert row["alignment_metric"] == result["summary"]["alignment_metric"] != "auto"
 
 
 def test_checkpoints_measured_differently_are_refused_together(trained, tmp_path):

@@ -180,3 +180,31 @@ def test_oracle_bayes_cosine_compares_log_probabilities(synthetic):
     exact = exact_bayes_gradient(bundle.oracle, x, pred)
     assert nn.functional.cosine_similarity(logit.flatten(1).double(), exact.flatten(1),
                                            dim=1).mean() < 0.5  # fmt: skip
+
+
+class _EDMGaussian(nn.Module):
+    """An EDM-format denoiser (D'(x', sigma', class_labels=None) on [-1, 1] pixels, no
+    label_dim): the exact denoiser of N(0, I) data there."""
+
+    def forward(self, x, sigma, class_labels=None):
+        return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2)
+
+
+def test_edm_score_and_robustness_reach_the_trial_row(synthetic, tmp_path):
+    """`score = "edm:PATH"` replaces the denoiser (named in alignment_score); every row carries
+    robust accuracy where the data is in [0, 1] and certification at a given sigma."""
+    cfg, bundle, art, _ = synthetic
+    path = tmp_path / "edm-net.pt"
+    torch.save(_EDMGaussian(), path)
+    edm_cfg = cfg.replace(score=f"edm:{path}", smoothing_sigma=0.25, certify_n=200)
+    summary, rows = build_measurer(edm_cfg, bundle, torch.device("cpu"), art)(
+        BayesClassifier(bundle.oracle), epoch=1
+    )
+    assert summary["alignment_score"] == "edm-file:edm-net.pt@0.25(unconditional)"
+    df = pd.DataFrame(rows)
+    # the linear synthetic set leaves [0, 1]: no attack there, said by NaN and no row
+    assert math.isnan(summary["robust_accuracy"]) and "robust_accuracy" not in set(df.measure)
+    assert summary["certify_sigma"] == 0.25
+    assert 0 <= summary["certified_accuracy"] <= summary["smoothed_accuracy"] <= 1
+    assert set(df[df.measure == "certified_accuracy"].eps) >= {0.0}
+    tables.coerce(df.assign(config_id=cfg.config_id), "measures")

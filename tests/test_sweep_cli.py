@@ -199,3 +199,21 @@ def test_a_rerun_with_another_max_failures_is_refused(tmp_path, capsys):
     assert "--max-failures 5 differs from the 3 this sweep started with" in err
     code, out, err = run(capsys, "sweep", *args, "--max-failures", "3")
     assert code == 0 and "resume: same sweep" in out, err
+
+
+def test_score_option_reaches_the_config_and_the_dry_run(tmp_path, capsys):
+    """`--score edm:PATH` (the paper's score) is a config override shown by the dry run; a
+    missing file or an unknown kind is one line, exit 2."""
+    import torch
+
+    path = tmp_path / "edm.pt"
+    torch.save(torch.nn.Identity(), path)
+    code, out, err = run(capsys, "sweep", "--preset", "cifar10", "--score", f"edm:{path}",
+                         "--output", str(tmp_path / "exp"), "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert f"measures: score edm:{path} at sigma 0.25" in out
+    sweep = from_preset("cifar10", sets={"score": f"edm:{path}"})
+    assert ("score", f"edm:{path}") in sweep.overrides
+    for bad, needle in ((f"edm:{tmp_path}/none.pkl", "no file at"), ("mine", "allowed: denoiser")):
+        code, out, err = run(capsys, "sweep", "--preset", "cifar10", "--score", bad, "--dry-run")
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

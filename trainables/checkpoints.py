@@ -12,6 +12,10 @@ sees. Formats (`FORMATS`):
                  a DataParallel "module." prefix on every key is removed
     torchvision  a torchvision architecture by name with a state_dict from the file; inputs
                  normalized with the ImageNet mean/std torchvision's weights are trained on
+    robustbench  a RobustBench-zoo checkpoint of a `trainables.zoo` architecture (wrn-28-10,
+                 dm-wrn-70-16, preact-resnet-18, ...): {"state_dict": ...} or a plain
+                 state_dict, "module." prefixes removed; inputs in [0, 1] as RobustBench's
+                 (DeepMind's nets normalize inside, recorded as such)
     robustness   MadryLab's robustness library (Salman et al. 2020's checkpoints):
                  {"model": {"module.model.*", "module.normalizer.new_mean", ...}, "epoch": int};
                  normalization as its `InputNormalize`: clamp to [0, 1], then (x - mean) / std
@@ -28,9 +32,10 @@ import torch
 from torch import nn
 
 from analysis.results.errors import InputError, one_line
+from trainables import zoo
 from trainables.models import MODELS, build_model
 
-FORMATS = ("pags", "state_dict", "torchvision", "robustness")
+FORMATS = ("pags", "state_dict", "torchvision", "robustbench", "robustness")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ROBUSTNESS_MODEL, ROBUSTNESS_NORMALIZER = "module.model.", "module.normalizer."
 
@@ -74,17 +79,19 @@ def torchvision_archs() -> list[str]:
 
 
 def build_arch(arch: str, in_channels: int, num_classes: int, activation: str) -> nn.Module:
-    """A fresh `arch`: a pags architecture (trainables.models) or a torchvision one by name.
-    ValueError naming the allowed ones."""
+    """A fresh `arch`: a pags architecture (trainables.models), a RobustBench-zoo one
+    (trainables.zoo) or a torchvision one by name. ValueError naming the allowed ones."""
     if arch in MODELS:
         return build_model(arch, in_channels, num_classes, activation)
+    if zoo.is_zoo_arch(arch):
+        return zoo.build(arch, in_channels, num_classes)
     if arch in torchvision_archs():
         import torchvision
 
         return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     raise ValueError(
-        f"arch {arch!r} is unknown; allowed: {', '.join(MODELS.names())} or a torchvision "
-        "architecture (e.g. resnet18, wide_resnet50_2)"
+        f"arch {arch!r} is unknown; allowed: {', '.join(MODELS.names())}, a RobustBench-zoo "
+        f"architecture ({', '.join(zoo.EXAMPLES)}) or a torchvision one (e.g. resnet18)"
     )
 
 
@@ -182,8 +189,17 @@ def load(
         if not isinstance(obj, dict):
             raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a state_dict")
         sd = obj
+        if fmt == "robustbench" and isinstance(sd.get("state_dict"), dict):
+            sd = sd["state_dict"]
         if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
             sd = _strip(sd, "module.")
+        if fmt == "robustbench":
+            if not zoo.is_zoo_arch(arch):
+                raise CheckpointError(
+                    f"{path}: arch {arch!r} is not a RobustBench-zoo architecture; allowed: "
+                    f"{', '.join(zoo.EXAMPLES)} (any wrn-D-W, dm-wrn-D-W)"
+                )
+            sd = zoo.adapt_state_dict(arch, sd)
         if fmt == "torchvision":
             if arch not in torchvision_archs():
                 raise CheckpointError(
@@ -196,7 +212,7 @@ def load(
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from None
     _fit(path, model, sd, arch)
-    text = "none"
+    text = zoo.normalization(arch) if zoo.is_zoo_arch(arch) else "none"
     if norm is not None:
         mean, std, clamp = norm
         model = Normalized(model, mean, std, clamp)

@@ -23,6 +23,17 @@ from analysis.results.methods import METHODS
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("onecycle", "multistep", "constant")
 ALIGNMENT_METRICS = ("auto", "lpips", "stlpips")
+ROBUST_ATTACKS = ("apgd-ce", "autoattack", "none")  # trainables/measure/robustness.py ATTACKS
+SCORE_PREFIX = "edm:"
+
+
+def check_score_spec(spec: str) -> None:
+    """`score`: "" (the project's denoiser) or "edm:PATH" (trainables/measure/edm.py)."""
+    if spec and not (spec.startswith(SCORE_PREFIX) and len(spec) > len(SCORE_PREFIX)):
+        raise InputError(
+            f"score={spec!r} is unknown; allowed: '' (the project's denoiser) or edm:PATH "
+            "(an EDM-style denoiser file)"
+        )
 
 
 def _where(**meta: Any) -> Any:
@@ -74,6 +85,15 @@ class TrialConfig:
     alignment_metric: str = "auto"
     ae_max_epochs: int = _added(0)  # caps of the shared artifacts' training (0: the dataset's)
     denoiser_max_epochs: int = _added(0)
+    # robustness (trainables/measure/robustness.py, certify.py); docs/method.md
+    robustness: bool = _added(True)  # False: neither robust accuracy nor a certificate
+    attack: str = _added("apgd-ce")  # of robust accuracy; "none" = no robust accuracy
+    attack_radius: float = _added(0.0)  # 0 = 0.5 * sqrt(d / 3072)
+    smoothing_sigma: float = _added(0.0)  # 0: a randsmooth trial's sigma, else no certificate
+    certify_n0: int = _added(32)
+    certify_n: int = _added(200)
+    certify_alpha: float = _added(0.001)
+    score: str = _added("")  # "" = the project's denoiser; "edm:PATH" = a user's EDM-style file
     data_root: str = _where()
     artifacts_dir: str = _where()
 
@@ -115,6 +135,16 @@ class TrialConfig:
         _choice("alignment_metric", self.alignment_metric, ALIGNMENT_METRICS)
         _choice("augment", self.augment, tuple(AUGMENT))
         _choice("mixed_precision", self.mixed_precision, PRECISION_MODES)
+        _choice("attack", self.attack, ROBUST_ATTACKS)
+        _at_least("attack_radius", self.attack_radius, 0.0)
+        _at_least("smoothing_sigma", self.smoothing_sigma, 0.0)
+        _at_least("certify_n0", self.certify_n0, 1)
+        _at_least("certify_n", self.certify_n, 1)
+        if not 0 < self.certify_alpha < 0.5:
+            raise InputError(
+                f"certify_alpha={self.certify_alpha!r} is invalid; allowed: a number in (0, 0.5)"
+            )
+        check_score_spec(self.score)
         _at_least("strength", self.strength, 0.0)
         _at_least("epochs", self.epochs, 1)
         _at_least("batch_size", self.batch_size, 1)

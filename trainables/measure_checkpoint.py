@@ -29,6 +29,8 @@ from trainables.runtime import denormals_flushed
 MEASURE_FIELDS = (
     "eval_points", "noise_draws", "eps", "latent_dim", "score_sigma", "alignment_metric",
     "ae_max_epochs", "denoiser_max_epochs",
+    "robustness", "attack", "attack_radius", "smoothing_sigma", "certify_n0", "certify_n",
+    "certify_alpha", "score",
 )  # fmt: skip
 DEFAULT_LABEL = "pretrained"
 
@@ -73,6 +75,9 @@ def measure_checkpoint(
     seed = _first(spec.seed, loaded.seed, 0)
     epoch = _first(spec.epoch, loaded.epoch, 0)
     cfg = base.replace(seed=seed)
+    if spec.label == "randsmooth" and spec.strength > 0 and not cfg.smoothing_sigma:
+        # a randomized-smoothing model is certified at the sigma it was trained with
+        cfg = cfg.replace(smoothing_sigma=spec.strength)
     bundle = bundle_for(seed)
     model = loaded.model.to(device)
     with denormals_flushed():  # as run_trial measures, so that the numbers match

@@ -38,7 +38,6 @@ class Column:
     optional: bool = False
 
 
-
 TRIALS_COLUMNS: tuple[Column, ...] = (
     Column("config_id", "str", "-", "hash of the full trial config; the key of every row"),
     Column("experiment", "str", "-", "experiment (sweep) name"),
@@ -223,6 +222,89 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "fraction [0, 1]",
         "share of the headline gradient's squared norm inside the signal mask (sets with a "
         "mask, NaN elsewhere); mean over points",
+        True,
+        optional=True,
+    ),
+    # Robustness (trainables/measure/robust_measures.py; docs/method.md, "Robust accuracy",
+    # "Certified radii"), on the evaluation points.
+    Column(
+        "eval_accuracy",
+        "float64",
+        "fraction [0, 1]",
+        "clean accuracy on the evaluation points (those of robust_accuracy)",
+        True,
+        optional=True,
+    ),
+    Column(
+        "robust_accuracy",
+        "float64",
+        "fraction [0, 1]",
+        "accuracy under the L2 attack `robust_attack` at radius `robust_radius` (an upper "
+        "bound on the true robust accuracy); NaN when not measured",
+        True,
+        optional=True,
+    ),
+    Column(
+        "robust_attack",
+        "str",
+        "-",
+        "attack behind robust_accuracy (pyautoattack), e.g. apgd-ce-l2@20 (APGD-CE, 20 "
+        "iterations) or autoattack-l2; '' when not measured",
+        optional=True,
+    ),
+    Column(
+        "robust_radius",
+        "float64",
+        "L2 norm (input units)",
+        "attack radius: RobustBench's CIFAR-10 0.5 scaled by sqrt(d / 3072) unless set",
+        optional=True,
+    ),
+    Column(
+        "certify_sigma",
+        "float64",
+        "per-pixel noise std (input units)",
+        "randomized smoothing: the sigma certified at (a randsmooth trial's strength); NaN "
+        "when not certified",
+        optional=True,
+    ),
+    Column(
+        "smoothed_accuracy",
+        "float64",
+        "fraction [0, 1]",
+        "accuracy of the smoothed classifier's PREDICT (Cohen et al. 2019; abstain = wrong)",
+        True,
+        optional=True,
+    ),
+    Column(
+        "predict_abstain_rate",
+        "float64",
+        "fraction [0, 1]",
+        "share of points where PREDICT abstains",
+        False,
+        optional=True,
+    ),
+    Column(
+        "certify_abstain_rate",
+        "float64",
+        "fraction [0, 1]",
+        "share of points where CERTIFY abstains",
+        False,
+        optional=True,
+    ),
+    Column(
+        "certified_accuracy",
+        "float64",
+        "fraction [0, 1]",
+        "share of points CERTIFY gets right with a radius >= robust_radius",
+        True,
+        optional=True,
+    ),
+    Column(
+        "certified_radius_mean",
+        "float64",
+        "L2 norm (input units)",
+        "mean certified radius, 0 where CERTIFY abstains or is wrong (Cohen's average "
+        "certified radius)",
         True,
         optional=True,
     ),
@@ -420,6 +502,12 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
     "rho1": ("ratio >= 0", "Definition 1 at noise std eps (see trials.rho1)", False),
     "rho2": ("fraction [0, 1]", "off-manifold share of the gradient (see trials.rho2)", False),
     "rho2_exact": ("fraction [0, 1]", "rho2 with exact tangent spaces (synthetic sets)", False),
+    "eval_accuracy": ("fraction [0, 1]", "clean accuracy on the evaluation points", True),
+    "robust_accuracy": ("fraction [0, 1]", "accuracy under attack `metric` at L2 radius eps", True),
+    "certified_accuracy": ("fraction [0, 1]", "CERTIFY right with radius >= eps", True),
+    "smoothed_accuracy": ("fraction [0, 1]", "PREDICT right at noise sigma eps", True),
+    "predict_abstain": ("fraction [0, 1]", "PREDICT abstains (sigma eps)", False),
+    "certify_abstain": ("fraction [0, 1]", "CERTIFY abstains (sigma eps)", False),
 }
 
 TABLES: dict[str, tuple[Column, ...]] = {"trials": TRIALS_COLUMNS, "measures": MEASURES_COLUMNS}

@@ -34,6 +34,21 @@ def representative_trials(sweep: SweepConfig, where: Where) -> list[TrialConfig]
     return trials
 
 
+def measure_plan(cfg: TrialConfig) -> str:
+    """One line: the score alignment is measured against, the attack, the certificate."""
+    from trainables.measure.protocol import headline_for
+
+    sigma = cfg.score_sigma or headline_for(cfg.dataset).score_sigma
+    radius = f"{cfg.attack_radius:g}" if cfg.attack_radius else "0.5*sqrt(d/3072)"
+    attack = "off" if cfg.attack == "none" else f"{cfg.attack} L2 at {radius}"
+    cert = f"sigma {cfg.smoothing_sigma:g}" if cfg.smoothing_sigma else "randsmooth trials"
+    return (
+        f"measures: score {cfg.score or 'denoiser'} at sigma {sigma:g}; robust accuracy "
+        f"{attack}; certification ({cert}) n0={cfg.certify_n0} n={cfg.certify_n} "
+        f"alpha={cfg.certify_alpha:g}"
+    )
+
+
 def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
     """The dry-run listing: header, search plan, one line per (grid) trial."""
     trials = sweep.trial_configs(data_root=where.data_root)
@@ -45,6 +60,8 @@ def trial_table(sweep: SweepConfig, where: Where, resume: bool) -> str:
         f"sweep id {sweep.config_id}",
         f"output: {where.exp_dir} ({'resume: same sweep' if resume else 'new'})",
     ]
+    if trials:
+        lines.append(measure_plan(trials[0]))
     for method in sweep.searched_methods:
         lo, hi = sweep.search_bounds(method)
         lines.append(

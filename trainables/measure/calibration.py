@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import torch
@@ -128,12 +129,15 @@ def verdicts(rows: list[dict], oracle: bool) -> dict[tuple[str, str], bool]:
     return {k: judge(v, oracle and k[1] != IDEAL)[0] for k, v in values.items()}
 
 
-def cached_calibration(folder: str, model_name: str, metric_name: str, compute) -> list[dict]:
-    """Rows from `<folder>/calibration-<model>-<metric>.json`, or `compute()` written there
-    atomically (no folder: computed, not cached)."""
+def cached_calibration(folder: str, key: str, compute) -> list[dict]:
+    """Rows from `<folder>/calibration-<key>.json`, or `compute()` written there atomically
+    (no folder: computed, not cached). `key` names what the rows depend on beyond the artifact
+    set: the model architecture, the metric and the score (a `--score edm:PATH` trial must not
+    read the denoiser's calibration)."""
     if not folder:
         return compute()
-    path = os.path.join(folder, f"calibration-{model_name}-{metric_name}.json")
+    safe = re.sub(r"[^A-Za-z0-9@.=+-]", "_", key)
+    path = os.path.join(folder, f"calibration-{safe}.json")
     try:
         with open(path) as f:
             blob = json.load(f)
@@ -176,7 +180,7 @@ def trial_yardsticks(cfg, art, bundle, score, metric, metric_name: str, device):
                                                 cfg.activation)).to(device)  # fmt: skip
         return calibrate(score, x, y, oracle, sigma, model, metric, metric_name)
 
-    rows = cached_calibration(art.path, cfg.model, metric_name, compute)
+    rows = cached_calibration(art.path, f"{cfg.model}-{metric_name}-{score.name}", compute)
     head = headline_for(cfg.dataset)
     chosen = choose_headline(verdicts(rows, oracle is not None), metric_name,
                              (head.gradient, head.reference), score.conditional)  # fmt: skip

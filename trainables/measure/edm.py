@@ -94,7 +94,9 @@ def load_edm_denoiser(
 def edm_score(
     path: str | os.PathLike, sigma: float = DEFAULT_SCORE_SIGMA, device="cpu", **kw
 ) -> DenoiserScore:
-    """ScoreFn "edm-file@<sigma>" from a user's EDM-style denoiser file (see load_edm_denoiser)."""
-    return DenoiserScore(
-        load_edm_denoiser(path, device=device, **kw), sigma, name=f"edm-file@{sigma:g}"
-    )
+    """ScoreFn "edm-file:<file name>@<sigma>(conditional|unconditional)" from a user's
+    EDM-style denoiser file (see load_edm_denoiser); conditional when the net has a label_dim
+    (or `num_classes` is given)."""
+    D = load_edm_denoiser(path, device=device, **kw)
+    kind = "conditional" if D.conditional else "unconditional"
+    return DenoiserScore(D, sigma, name=f"edm-file:{Path(path).name}@{sigma:g}({kind})")

@@ -50,7 +50,9 @@ from trainables.measure.perceptual import (
 from trainables.measure.perceptual import metric_name as alignment_metric_name
 from trainables.measure.protocol import Headline, headline_eps, headline_for
 from trainables.measure.rho import measure_exact_rho, measure_rho
-from trainables.measure.score import DenoiserScore
+from trainables.measure.robust_measures import measure_robust
+from trainables.measure.score import ScoreFn
+from trainables.measure.score_source import trial_score
 from trainables.measure.sensitivity import (
     NOISE_LEVELS,
     REFERENCE_NOISE_LEVEL,
@@ -91,7 +93,7 @@ class MeasureContext:
     eps: list[float]  # step sizes of the on/off sensitivity
     ref_eps: float  # the headline step size
     head: Headline  # the dataset's headline gradient/reference pair
-    score: DenoiserScore
+    score: ScoreFn
     score_uncond: torch.Tensor
     score_label: torch.Tensor | None  # class-conditional score at the true label
     metric: Any  # perceptual metric (perceptual.build_metric)
@@ -184,6 +186,7 @@ MEASURES: list[Measure] = [
     measure_oracle_gradient,  # perceptual.py
     measure_exact_rho,  # rho.py
     measure_maps,
+    measure_robust,  # robust_measures.py (its own random stream)
     measure_calibration,  # calibration.py: the artifact set's calibration rows
 ]
 
@@ -211,7 +214,7 @@ def build_context(
     )
     x = art.x.to(device)
     eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
-    score = DenoiserScore(art.denoiser.to(device), art.config.score_sigma)
+    score = trial_score(cfg, art, device)
     metric = _metric(cfg.alignment_metric, str(device))
     metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
     # Which yardsticks measure alignment here, and so which one is the headline (issue 19).

@@ -11,7 +11,8 @@ Sources, by name:
   [s/2, 2s] around the read-out s), read through EDM eq. 3: score = (D(x; sigma) - x) /
   sigma^2. Optionally class-conditional (label dropout gives the unconditional score from the
   same net).
-- "edm-file@0.5": a user's EDM-style denoiser loaded from a file (`edm.py`).
+- "edm-file:net.pt@0.5(conditional)": a user's EDM-style denoiser loaded from a file
+  (`edm.py`; `score = "edm:PATH"` in a trial config, `score_source.py`).
 The tests check these against exact oracles that no trial uses (tests/score_oracles.py):
 "kde@0.25", the score of the sigma-smoothed empirical distribution, and "exact@0.25", the
 synthetic set's closed form.
