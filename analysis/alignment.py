@@ -1,7 +1,8 @@
 """Peak perceptual alignment per method, and its rank correlation with relative off-manifold
 robustness (paper section 5: alignment peaks in the Bayes-aligned regime).
 
-Alignment is `trials.alignment` = 1 - LPIPS(gradient, score), higher = more aligned. Within a
+Alignment is `trials.alignment`, the dataset's calibrated yardstick (docs/method.md,
+"Calibration": 1 - (ST-)LPIPS or a pixel cosine), higher = more aligned. Within a
 group only one (alignment_metric, alignment_gradient) pair is compared: the most frequent one
 (values from different metrics are not on one scale); the choice is named in every row.
 """

@@ -120,7 +120,9 @@ def regime_figure(
     twin = bottom.twinx()
     metric = _fmt_list(rows["alignment_metric"].replace("", np.nan).dropna().unique())
     plot_quantity(twin, rows, "alignment", "alignment", "tab:purple")
-    twin.set_ylabel(f"alignment (1 - {metric or 'LPIPS'})")
+    # exact names: a cosine is a cosine, ST-LPIPS is not LPIPS (the metric string says which)
+    label = metric if metric == "cosine" else f"1 - {metric or 'LPIPS'}"
+    twin.set_ylabel(f"alignment ({label})")
     handles = bottom.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
     if handles[0] + extra[0]:

@@ -25,6 +25,8 @@ import pandas as pd
 
 from analysis import findings
 from analysis.alignment import RHO2, alignment_correlation, peak_alignment
+from analysis.calibration import NOT_TESTABLE, calibration_table
+from analysis.calibration_report import calibration_section
 from analysis.document import Document
 from analysis.gallery import gallery_figure
 from analysis.groups import split_groups
@@ -48,6 +50,7 @@ from analysis.results.tables import SCHEMA_VERSION
 from analysis.robustness import robustness_section
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
+from analysis.yardsticks import headline_testable, yardstick_table
 
 # The tables every report writes (the search ones only with a search: analysis.search).
 TABLE_FILES = tuple(t for t in REPORT_TABLES if not t.startswith("search_"))
@@ -60,7 +63,8 @@ def write_report(
     n_boot: int = 1000,
 ) -> dict[str, Path]:
     """Analyse `results_dir` (one experiment directory, or a list of them) and write the
-    report. Returns {"markdown", "html", "figures", <each TABLE_FILES name>, "figure:<name>"
+    report. Returns {"markdown", "html", "calibration_text" (the calibration section alone,
+    calibration.md), "figures", <each TABLE_FILES name>, "figure:<name>"
     for every PNG} -> path. Raises `analysis.ResultsError` if the tables cannot be read."""
     dirs = [results_dir] if isinstance(results_dir, (str, os.PathLike)) else list(results_dir)
     res = load_results(dirs)
@@ -75,7 +79,9 @@ def write_report(
         paths[name] = _write_parquet(tables[name], out / f"{name}.parquet")
     doc = Document("pags analysis report")
     _overview(doc, res, rng_seed, n_boot)
-    _summary(doc, tables)
+    _summary(doc, tables, res.trials)
+    calibration_section(doc, tables["calibration"], tables["yardsticks"], res.trials,
+                        res.measures)  # fmt: skip
     _definitions(doc)
     figures = _method_sections(doc, res, tables, figdir, problems)
     figures.update(_noise_section(doc, tables, figdir, problems))
@@ -89,6 +95,9 @@ def write_report(
     _could_not_compute(doc, res, tables, problems)
     for name, path in figures.items():
         paths[f"figure:{name}"] = path
+    calib_doc = Document("Calibration")  # also on its own, for `pags analyze` to print
+    calibration_section(calib_doc, tables["calibration"], _empty(()), res.trials, res.measures)
+    paths["calibration_text"] = _write_text(out / "calibration.md", calib_doc.markdown())
     paths["markdown"] = _write_text(out / "report.md", doc.markdown())
     paths["html"] = _write_text(out / "report.html", doc.html())
     return paths
@@ -123,7 +132,11 @@ def _analyse(res: Results, rng, n_boot: int, problems: list[str]) -> dict[str, p
                     boundaries_by_eps, t, m, **boot)  # fmt: skip
     noise = _guard(problems, "noise robustness", _empty(NOISE_COLUMNS), noise_robustness, t,
                    **boot)  # fmt: skip
-    return {"regimes": bounds, "trial_regimes": labels, "peak_alignment": peaks,
+    calib = _guard(problems, "calibration", calibration_table(m.iloc[0:0]), calibration_table,
+                   m, t)  # fmt: skip
+    yard = _guard(problems, "yardsticks", _empty(()), yardstick_table, t, m, calib)
+    return {"calibration": calib, "yardsticks": yard,
+            "regimes": bounds, "trial_regimes": labels, "peak_alignment": peaks,
             "correlation": corr, "rho2_correlation": rho2_corr, "boundaries_by_eps": by_eps,
             "noise_robustness": noise}  # fmt: skip
 
@@ -185,22 +198,35 @@ def chance_warning(trials: pd.DataFrame) -> str:
     )
 
 
-def _summary(doc: Document, tables: dict) -> None:
+def _summary(doc: Document, tables: dict, trials: pd.DataFrame) -> None:
     doc.heading("Findings")
-    items = []
+    items, untestable = [], []
     bounds, peaks = tables["regimes"], tables["peak_alignment"]
+    calib = tables["calibration"]
+
+    def on_alignment(row, sentence: str) -> None:
+        # A finding about `alignment` stands only on a calibrated yardstick (docs/method.md).
+        ok, why = headline_testable(calib, trials, row["dataset"], row["alignment_metric"])
+        (items if ok else untestable).append(sentence if ok else f"{sentence} -- {why}")
+
     if len(bounds):
         for _, group in bounds.groupby(["dataset", "model", "method"], sort=True):
             items += [findings.regimes_sentence(group, c) for c in ("paper", "scale_free")]
     for _, row in peaks.iterrows():
-        items.append(row["finding"] + "." if row["finding"] else
+        on_alignment(row, row["finding"] + "." if row["finding"] else
                      f"peak alignment for {row['method']} on {row['dataset']}/{row['model']}: "
                      f"not computed ({row['reason']}).")  # fmt: skip
     for name in ("correlation", "rho2_correlation"):
         for _, row in tables[name].iterrows():
             if row["scope"] == "all":
-                items.append(findings.correlation_sentence(row))
+                on_alignment(row, findings.correlation_sentence(row))
+    yard = tables["yardsticks"]
+    n_yard = int(yard["finding"].str.startswith(NOT_TESTABLE).sum()) if len(yard) else 0
     doc.bullets([i for i in items if i] or ["No method group to analyse (see below)."])
+    doc.para(f"Not testable (resting on an uncalibrated yardstick, counted apart): "
+             f"{len(untestable)} of the findings above the calibration section, and {n_yard} "
+             f"of {len(yard)} peaks in its table by yardstick.")  # fmt: skip
+    doc.bullets(untestable)
 
 
 def _definitions(doc: Document) -> None:
@@ -226,7 +252,8 @@ def _definitions(doc: Document) -> None:
         "estimate: with few seeds a skewed bootstrap can exclude it, and the column "
         "estimate_outside_ci says where it does. Boundaries are never extrapolated.",
         "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
-        "gradient (the trial's alignment_gradient); rho1 = the paper's Definition 1 at the "
+        "gradient (the dataset's protocol gradient, named in the rho rows of measures.parquet; "
+        "rho2 of every other gradient is there too); rho1 = the paper's Definition 1 at the "
         "smallest noise level, which tends to rho2 as the noise shrinks (Theorem 1). A "
         "gradient with no preferred direction has rho2 = (d - k) / d. Formulas and sources: "
         "docs/method.md.",
@@ -269,8 +296,11 @@ def _method_section(doc, key, rows, res: Results, tables, figdir, figures, probl
                   "Bayes-aligned (green), excessive (red) by the paper criterion; solid/dashed "
                   "lines: paper/scale-free boundaries.")  # fmt: skip
     for _, row in _select(peaks, key).iterrows():
-        doc.para(row["finding"] + "." if row["finding"] else
-                 f"Peak alignment not computed: {row['reason']}.")  # fmt: skip
+        ok, why = headline_testable(tables["calibration"], res.trials, dataset,
+                                    row["alignment_metric"])  # fmt: skip
+        doc.para(("" if ok else f"{NOT_TESTABLE.capitalize()} ({why}): ")
+                 + (row["finding"] + "." if row["finding"] else
+                    f"Peak alignment not computed: {row['reason']}."))  # fmt: skip
         if row["note"]:
             doc.para(f"Note on peak alignment: {row['note']}.")
     gn = _select(noise, key)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.calibration import COSINE, IDEAL, NOT_TESTABLE, calibration_table, is_calibrated
 from analysis.groups import BASELINE_METHOD
 from analysis.load import Results
 from analysis.regimes import fit_regimes, label_trials
@@ -33,12 +34,17 @@ CI = 0.95
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 # The two gradient/score pairs of the paper's experiments (docs/method.md).
 PAIRS = (("pred_logit", "score"), ("logit_sum", "score_uncond"))
-# (gradient, reference, column) whose peak F2 locates: both pairs' perceptual alignment and,
-# on the oracle sets, the pixel cosine with the exact Bayes classifier's gradient.
+# The identifiable pair (docs/method.md): grad log p(y_hat|x) vs the Bayes-gradient estimate.
+IDENTIFIABLE = ("log_prob", "bayes_est")
+# (gradient, reference, column) whose peak F2 locates: the paper's pairs and the identifiable
+# one, each by perceptual alignment ("align:") and by pixel cosine ("cos:"), and on the oracle
+# sets the pixel cosine of grad log p(y_hat|x) with the exact Bayes gradient. Verdicts need
+# the yardstick calibrated (analysis.calibration); otherwise they read "not testable".
 YARDSTICKS = (
-    *((g, ref, f"align:{g}/{ref}") for g, ref in PAIRS),
-    ("pred_logit", "bayes_gradient", "bayes_cosine"),
-)
+    *((g, ref, f"{kind}:{g}/{ref}") for g, ref in (*PAIRS, IDENTIFIABLE)
+      for kind in ("align", "cos")),
+    ("log_prob", IDEAL, "bayes_cosine"),
+)  # fmt: skip
 NULLS = ("null_input", "null_noise")
 OFF_ON = "relative_off_manifold_robustness"
 SIGNAL_DISTRACTOR = "relative_noise_robustness"  # signal / distractor sensitivity
@@ -52,6 +58,25 @@ def rho2_col(gradient: str) -> str:
     return f"rho2:{gradient}"
 
 
+def cos_col(gradient: str, reference: str) -> str:
+    return f"cos:{gradient}/{reference}"
+
+
+def yardstick_calibrated(calib: pd.DataFrame | None, dataset: str, reference: str, col: str):
+    """Whether the yardstick behind a study column is calibrated on `dataset` (True/False; None
+    when no calibration was recorded). "align:" columns use the dataset's perceptual metric."""
+    if calib is None or calib.empty:
+        return None
+    if col.startswith("align:"):
+        metrics = sorted(set(calib.loc[calib["dataset"] == dataset, "metric"]) - {COSINE})
+        return is_calibrated(calib, dataset, metrics[0], reference) if metrics else None
+    return is_calibrated(calib, dataset, COSINE, reference)
+
+
+def testable_verdict(verdict: str, calibrated) -> str:
+    return verdict if calibrated else NOT_TESTABLE
+
+
 def study_frame(res: Results) -> pd.DataFrame:
     """One row per completed trial: the trial columns the study reads plus, from the final
     epoch's measures, the perceptual alignment of every measured pair (`align:<g>/<ref>`),
@@ -61,11 +86,13 @@ def study_frame(res: Results) -> pd.DataFrame:
     m = res.measures[res.measures["config_id"].isin(trials["config_id"])]
     m = m[m["epoch"] == m.groupby("config_id")["epoch"].transform("max")]
     parts = []
-    al = m[(m["measure"] == "alignment") & (m["metric"] != "cosine")]
-    if len(al):
-        wide = al.pivot_table(index="config_id", columns=["gradient", "reference"], values="value")
-        wide.columns = [align_col(g, r) for g, r in wide.columns]
-        parts.append(wide)
+    for name, keep in ((align_col, m["metric"] != COSINE), (cos_col, m["metric"] == COSINE)):
+        al = m[(m["measure"] == "alignment") & keep]
+        if len(al):
+            wide = al.pivot_table(index="config_id", columns=["gradient", "reference"],
+                                  values="value")  # fmt: skip
+            wide.columns = [name(g, r) for g, r in wide.columns]
+            parts.append(wide)
     r2 = m[m["measure"] == "rho2"]
     if len(r2):
         wide = r2.pivot_table(index="config_id", columns="gradient", values="value")
@@ -170,7 +197,8 @@ def _bootstrap_peak(curves: pd.DataFrame, rng, n_boot: int) -> tuple[float, floa
     return float(np.quantile(picks, 0.025)), float(np.quantile(picks, 0.975))
 
 
-def finding_2(df: pd.DataFrame, labels: pd.DataFrame, rng, n_boot: int = 1000) -> pd.DataFrame:
+def finding_2(df: pd.DataFrame, labels: pd.DataFrame, rng, n_boot: int = 1000,
+              calib: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
     """F2, per dataset, method and gradient/score pair: the peak of perceptual alignment.
 
     peak_strength: argmax over the method's strengths of the mean curve over seeds, its
@@ -182,14 +210,24 @@ def finding_2(df: pd.DataFrame, labels: pd.DataFrame, rng, n_boot: int = 1000) -
     it Bayes-aligned. Does not hold when the gain's interval is below 0, or the peak is the
     largest strength and its gain interval does not lie above 0, or both criteria call the
     peak excessive. On the oracle sets the same is done for the cosine with the exact Bayes
-    gradient (reference "bayes_gradient"), the yardstick that needs no estimated score."""
+    gradient (reference "bayes_exact"), the yardstick that needs no estimated score.
+    With `calib` (analysis.calibration.calibration_table), a yardstick that is not calibrated
+    on the dataset gets the verdict "not testable"; `cosine_at_peak` is the pixel cosine of
+    the same pair at the peak strength."""
     rows = []
     for dataset, d in df.groupby("dataset"):
         for g, ref, col in YARDSTICKS:
             if col not in d or d[col].isna().all():
                 continue
+            ok = yardstick_calibrated(calib, dataset, ref, col) if calib is not None else True
             for method, m, base in _methods(d):
-                rows.append(_peak_row(dataset, method, g, ref, col, m, base, labels, rng, n_boot))
+                row = _peak_row(dataset, method, g, ref, col, m, base, labels, rng, n_boot)
+                cos = cos_col(g, ref) if col.startswith("align:") else col
+                at = m[np.isclose(m["strength"], row["peak_strength"])] if cos in m else m[:0]
+                row.update(metric="cosine" if col != align_col(g, ref) else "perceptual",
+                           cosine_at_peak=float(at[cos].mean()) if len(at) else np.nan,
+                           calibrated=ok, verdict=testable_verdict(row["verdict"], ok))  # fmt: skip
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -262,7 +300,8 @@ def spearman_ci(a, b, rng, n_boot: int = 2000) -> tuple[float, float, float, int
     return float(est), float(lo), float(hi), len(a)
 
 
-def link(df: pd.DataFrame, rng, n_boot: int = 2000) -> pd.DataFrame:
+def link(df: pd.DataFrame, rng, n_boot: int = 2000, calib: pd.DataFrame | None = None
+         ) -> pd.DataFrame:  # fmt: skip
     """Spearman(rho2, alignment) and Spearman(off/on, alignment) per dataset and yardstick
     (both pairs; the Bayes gradient's cosine on oracle sets), over all trials and over the
     trials that keep accuracy (within MAX_ACCURACY_DROP of the baseline's mean). rho2 is that
@@ -283,9 +322,12 @@ def link(df: pd.DataFrame, rng, n_boot: int = 2000) -> pd.DataFrame:
                         continue
                     a, b = rows_in[q].to_numpy(float), rows_in[col].to_numpy(float)
                     est, lo, hi, n = spearman_ci(a, b, rng, n_boot)
+                    ok = yardstick_calibrated(calib, dataset, ref, col) if calib is not None \
+                        else True
                     rows.append(dict(dataset=dataset, scope=scope, gradient=g, reference=ref,
-                                     quantity=name, spearman=est, ci_low=lo, ci_high=hi, n=n,
-                                     verdict=side(lo, hi, -1)))  # fmt: skip
+                                     yardstick=col.split(":")[0], quantity=name, spearman=est,
+                                     ci_low=lo, ci_high=hi, n=n,
+                                     verdict=testable_verdict(side(lo, hi, -1), ok)))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -296,7 +338,7 @@ def null_references(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, d in df.groupby("dataset"):
         base = d[d["method"] == BASELINE_METHOD]
-        for g, ref in PAIRS:
+        for g, ref in (*PAIRS, IDENTIFIABLE):
             col = align_col(g, ref)
             if col not in d:
                 continue
@@ -305,6 +347,11 @@ def null_references(df: pd.DataFrame) -> pd.DataFrame:
                 ncol = align_col(null, ref)
                 row[null] = d[ncol].mean() if ncol in d else np.nan
             row["baseline_model"] = t_summary(base.groupby("seed")[col].mean())[0]
+            # the pixel cosine beside every perceptual figure (docs/method.md, "Calibration")
+            for name, c in ((f"{n}_cosine", cos_col(n, ref)) for n in (*NULLS, g)):
+                key = "baseline_model_cosine" if name == f"{g}_cosine" else name
+                row[key] = (base if key.startswith("baseline") else d)[c].mean() if c in d \
+                    else np.nan
             means = d.groupby(["method", "strength"])[col].mean()
             row["best_trial_mean"] = float(means.max())
             row["best_at"] = "{} {:g}".format(*means.idxmax())
@@ -347,13 +394,15 @@ def analyse(res: Results, rng_seed: int = 0, n_boot: int = 1000) -> dict[str, pd
     bounds = fit_regimes(completed, res.measures, rng=rng, n_boot=n_boot)
     labels = label_trials(completed, bounds)
     labels["strength"] = labels["strength"].where(labels["method"] != BASELINE_METHOD, 0.0)
+    calib = calibration_table(res.measures, res.trials)
     return {
         "trials": df,
         "boundaries": bounds,
+        "calibration": calib,
         "f1": finding_1(df),
-        "f2": finding_2(df, labels, rng, n_boot),
+        "f2": finding_2(df, labels, rng, n_boot, calib),
         "f3": finding_3(df),
-        "link": link(df, rng, n_boot),
+        "link": link(df, rng, n_boot, calib),
         "nulls": null_references(df),
         "oracle": oracle_agreement(df),
     }

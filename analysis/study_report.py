@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
 from analysis import study
+from analysis.calibration_report import calibration_section
 from analysis.document import Document, cell
 from analysis.groups import BASELINE_METHOD
 from analysis.load import ResultsError, load_results
@@ -25,9 +26,12 @@ from analysis.results.methods import METHOD_COLORS, STRENGTH_SYMBOL
 PAIR_NAMES = {
     ("pred_logit", "score"): "predicted-class logit vs class-conditional score",
     ("logit_sum", "score_uncond"): "sum of logits vs unconditional score",
-    ("pred_logit", "bayes_gradient"): "predicted-class logit vs the exact Bayes gradient "
-    "(pixel cosine; oracle set only)",
+    ("log_prob", "bayes_est"): "grad log p(y_hat|x) vs the Bayes-gradient estimate "
+    "score(x|y_hat) - score(x) (the identifiable pair)",
+    ("log_prob", "bayes_exact"): "grad log p(y_hat|x) vs the exact Bayes gradient "
+    "(pixel cosine; oracle sets only)",
 }
+VERDICTS = (study.HOLDS, study.FAILS, study.UNSURE, study.NOT_TESTABLE)
 COMMANDS = (
     "pags sweep --preset study-digits",
     "pags sweep --preset study-curved",
@@ -60,8 +64,8 @@ def verdict_table(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rows.append(("F1 off-manifold robustness rises", dataset, method, v,
                      f"at {strength(method, s)}: {figures}"))  # fmt: skip
     for x in t["f2"].itertuples():
-        rows.append((f"F2 interior peak ({x.gradient} / {x.reference})", x.dataset, x.method,
-                     x.verdict, f"peak {strength(x.method, x.peak_strength)}, gain "
+        rows.append((f"F2 interior peak ({x.gradient} / {x.reference}, {x.metric})", x.dataset,
+                     x.method, x.verdict, f"peak {strength(x.method, x.peak_strength)}, gain "
                      f"{interval(x.gain, x.gain_ci_low, x.gain_ci_high)}, regime "
                      f"{x.regime_paper} / {x.regime_scale_free}"))  # fmt: skip
     for x in t["f3"].itertuples():
@@ -69,7 +73,7 @@ def verdict_table(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
                      f"at {strength(x.method, x.strength)}: log ratio change "
                      f"{interval(x.estimate, x.ci_low, x.ci_high)}"))  # fmt: skip
     for x in t["link"][t["link"]["scope"] == "all trials"].itertuples():
-        rows.append((f"link: {x.quantity} vs alignment", x.dataset,
+        rows.append((f"link: {x.quantity} vs alignment ({x.yardstick})", x.dataset,
                      f"{x.gradient} / {x.reference}", x.verdict,
                      f"Spearman {interval(x.spearman, x.ci_low, x.ci_high)}, n={x.n}"))  # fmt: skip
     return pd.DataFrame(rows, columns=["finding", "dataset", "method / pair", "verdict", "numbers"])
@@ -80,12 +84,10 @@ def summary_lines(verdicts: pd.DataFrame) -> list[str]:
     lines = []
     for (finding, dataset), rows in verdicts.groupby(["finding", "dataset"], sort=False):
         counts = rows["verdict"].value_counts()
-        parts = [f"{counts[v]} {v}" for v in (study.HOLDS, study.FAILS, study.UNSURE)
-                 if v in counts]  # fmt: skip
+        parts = [f"{counts[v]} {v}" for v in VERDICTS if v in counts]
         who = {v: ", ".join(rows.loc[rows["verdict"] == v, "method / pair"])
                for v in counts.index}  # fmt: skip
-        detail = "; ".join(f"{v}: {who[v]}" for v in (study.HOLDS, study.FAILS, study.UNSURE)
-                           if v in who)  # fmt: skip
+        detail = "; ".join(f"{v}: {who[v]}" for v in VERDICTS if v in who)
         lines.append(f"{finding}, {dataset}: {', '.join(parts)} ({detail})")
     return lines
 
@@ -126,7 +128,7 @@ def study_figure(df: pd.DataFrame, dataset: str) -> Figure:
             ax.set_xscale("log")
             ax.tick_params(labelsize=7)
             if j == 0:
-                ax.set_ylabel(["alignment (LPIPS)", "rho2, off/on", "accuracy"][i], fontsize=8)
+                ax.set_ylabel(["1 - ST-LPIPS / LPIPS", "rho2, off/on", "accuracy"][i], fontsize=8)
             if i == 0:
                 ax.set_title(method, fontsize=9)
             if i == 2:
@@ -157,6 +159,7 @@ def write_results(
         doc.para(notes.read_text().strip())
     doc.heading("Verdicts")
     doc.table(verdicts)
+    calibration_section(doc, t["calibration"], pd.DataFrame(), res.trials, res.measures)
     _f1(doc, t)
     _f2(doc, t)
     _f3(doc, t)
@@ -209,7 +212,10 @@ def _f1(doc: Document, t) -> None:
 def _f2(doc: Document, t) -> None:
     doc.heading("F2: alignment peaks inside the Bayes-aligned regime and falls beyond it")
     doc.para(
-        "Per method and gradient/score pair (perceptual alignment, LPIPS). peak_strength is the "
+        "Per method, gradient/score pair and metric (perceptual: the dataset's ST-LPIPS or "
+        "LPIPS, named in the calibration table; cosine: pixel cosine, also given beside every "
+        "perceptual peak as cosine_at_peak). Yardsticks that fail calibration read 'not "
+        "testable'. peak_strength is the "
         "argmax of the mean curve over seeds (interval: seeds resampled); gain is the alignment "
         "at the leave-one-seed-out peak minus the baseline's; fall is that peak minus the "
         "largest strength. regime_paper / regime_scale_free: the regime at the peak under the "
@@ -247,7 +253,8 @@ def _nulls(doc: Document, t) -> None:
         "The alignment of trivial maps with the same score: the input image itself and a "
         "Gaussian noise map (means over all trials' evaluation points), beside the "
         "unregularized model's and the best mean of any method and strength. A gradient that "
-        "does not beat the input image is not evidence of perceptual alignment."
+        "does not beat the input image is not evidence of perceptual alignment. Columns "
+        "ending in _cosine: the same maps by pixel cosine (sign-aware; noise near 0)."
     )
     doc.table(t["nulls"])
 
@@ -292,6 +299,9 @@ def _rules(doc: Document) -> None:
         "largest strength), no criterion calls it excessive and one calls it Bayes-aligned; "
         "does not hold when the gain is below 0, when a peak at the largest strength has no "
         "significant gain, or when both criteria call the peak excessive.",
+        "not testable: the finding rests on a yardstick (metric, target) that fails "
+        "calibration on that dataset (table 'Calibration' above; docs/method.md); it is "
+        "counted apart from the three verdicts.",
         "Grids, seeds and the training recipe were fixed in sweep/plan/presets.py before the study "
         "was first run and were not changed after seeing its results.",
     ])  # fmt: skip

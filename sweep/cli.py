@@ -311,6 +311,8 @@ def cmd_analyze(args) -> int:
             paths = write_report(dirs[0] if len(dirs) == 1 else dirs, out_dir=args.out)
     except ResultsError as err:
         raise UsageError(str(err)) from None
+    # the calibration table on the terminal: which yardsticks a reader may trust
+    print(paths["calibration_text"].read_text().rstrip())
     print(f"report: {paths['markdown']}")
     print(f"html: {paths['html']}")
     return 0

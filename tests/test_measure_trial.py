@@ -7,11 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from analysis.calibration import calibration_table
 from analysis.results import tables
+from analysis.results.calibration import choose_headline
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.measure import artifacts as art_mod
+from trainables.measure.bayes import exact_bayes_gradient
 from trainables.measure.evaluate import build_measurer
+from trainables.measure.gradients import input_gradients
 from trainables.measure.protocol import headline_eps
 
 
@@ -58,26 +62,38 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-6)
     # rows fit the documented long-format schema
     tables.coerce(df.assign(config_id=cfg.config_id), "measures")
-    # alignment against null maps is reported beside the headline
+    # the headline is the yardstick the calibration rule picks, and reads its row
+    calib = calibration_table(df.assign(dataset=cfg.dataset))
+    verdicts = {(r.metric, r.reference): r.calibrated for r in calib.itertuples()}
+    perceptual = df[df.metric.str.startswith("stlpips")].metric.iloc[0]
+    chosen = choose_headline(verdicts, perceptual, ("pred_logit", "score"), True)
+    print(calib.to_string())
+    head = (summary["alignment_gradient"], summary["alignment_reference"],
+            summary["alignment_metric"])  # fmt: skip
+    assert head == chosen[:3]
+    assert verdicts[("cosine", "bayes_est")] and verdicts[("cosine", "bayes_exact")]
     al = df[(df.measure == "alignment") & (df.metric == summary["alignment_metric"])]
     al = al[al.reference == summary["alignment_reference"]].set_index("gradient")["value"]
+    assert summary["alignment"] == pytest.approx(al[summary["alignment_gradient"]])
+    # the Bayes classifier's grad log p(y|x) is the exact Bayes gradient
+    exact = df[(df.measure == "alignment") & (df.metric == "cosine")
+               & (df.reference == "bayes_exact")].set_index("gradient")["value"]  # fmt: skip
+    assert exact["log_prob"] == pytest.approx(1.0, abs=1e-5)
+    al = df[(df.measure == "alignment") & (df.metric == perceptual)]
+    al = al[al.reference == "score"].set_index("gradient")["value"]
     assert {"pred_logit", "null_noise", "null_input"} <= set(al.index)
-    assert summary["alignment"] == pytest.approx(al["pred_logit"])
     # Against the null maps, by cosine: the Bayes gradient points along the score (measured
     # 0.69), noise is orthogonal to it (0.005), the input points against it (-0.73). ST-LPIPS
     # on these 16x8 maps does not separate them (nulls 0.88-0.91 vs 0.81), so the cosine rows
     # are the ones that can tell a broken null from a working one.
     cos = df[(df.measure == "alignment") & (df.metric == "cosine")]
-    cos = cos[cos.reference == summary["alignment_reference"]].set_index("gradient")["value"]
+    cos = cos[cos.reference == "score"].set_index("gradient")["value"]
     assert cos["pred_logit"] > 0.5
     assert abs(cos["null_noise"]) < 0.1
     assert cos["null_input"] < -0.3
     assert summary["maps"]["gradient"].shape[1:] == bundle.shape
-    # the headline pair and its names; 16x8 maps reach LPIPS upsampled 4x
-    assert (summary["alignment_gradient"], summary["alignment_reference"]) == (
-        "pred_logit", "score",
-    )  # fmt: skip
-    assert summary["alignment_metric"].endswith("@x4")
+    # 16x8 maps reach LPIPS upsampled 4x
+    assert perceptual.endswith("@x4")
     assert summary["reference_eps"] == pytest.approx(headline_eps(128))
     # rho2 with the autoencoder's tangents reads what the exact tangents give (about 0;
     # before the estimator was fixed it read 0.944, above the isotropic 120/128).
@@ -136,6 +152,34 @@ def test_cached_artifacts_are_reused_and_corruption_is_rebuilt(synthetic):
     rebuilt = art_mod.prepare_artifacts(cfg, cache, bundle, log=said.append)
     assert any("checksum" in s for s in said)
     assert not math.isnan(float(rebuilt.tangent.sum()))
+
+
+class ShiftedBayes(BayesClassifier):
+    """The Bayes classifier plus one large input-dependent term added to every logit: the same
+    log p(y|x), a very different gradient of each logit (grad logsumexp is large)."""
+
+    def __init__(self, oracle):
+        super().__init__(oracle)
+        self.register_buffer("w", 50 * torch.randn(128, generator=torch.Generator().manual_seed(1)))
+
+    def forward(self, x):
+        return super().forward(x) + (x.flatten(1) @ self.w)[:, None]
+
+
+def test_oracle_bayes_cosine_compares_log_probabilities(synthetic):
+    cfg, bundle, art, _ = synthetic
+    model = ShiftedBayes(bundle.oracle)
+    _, rows = build_measurer(cfg, bundle, torch.device("cpu"), art)(model, epoch=1)
+    df = pd.DataFrame(rows)
+    # float32 logits carrying a shift of about 50: 1 to within 1e-3
+    assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-3)
+    # the predicted logit's gradient is far from the Bayes gradient: the two are told apart
+    x = art.x
+    pred = model(x).argmax(1)
+    logit = input_gradients(model, x, "pred_logit")
+    exact = exact_bayes_gradient(bundle.oracle, x, pred)
+    assert nn.functional.cosine_similarity(logit.flatten(1).double(), exact.flatten(1),
+                                           dim=1).mean() < 0.5  # fmt: skip
 
 
 class _EDMGaussian(nn.Module):

@@ -139,29 +139,32 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
     Column(
         "alignment",
         "float64",
-        "1 - LPIPS, about [0, 1]",
-        "perceptual similarity of the input gradient and the score",
+        "similarity: 1 - (ST-)LPIPS about [0, 1], or cosine [-1, 1]",
+        "the dataset's calibrated yardstick (docs/method.md, 'Calibration'): gradient vs "
+        "reference under alignment_metric",
         True,
     ),
     Column(
         "alignment_metric",
         "str",
         "-",
-        "metric behind `alignment`, e.g. stlpips-alex; '@x3' = maps upsampled 3x to reach 32 px",
+        "metric behind `alignment`: cosine (pixel), or e.g. stlpips-alex@x3 (ST-LPIPS, maps "
+        "upsampled 3x to reach 32 px)",
     ),
     Column(
         "alignment_gradient",
         "str",
         "-",
-        "gradient behind `alignment` and rho1/rho2 (the dataset's headline): logit_sum or "
-        "pred_logit",
+        "gradient behind `alignment`: logit_sum, pred_logit or log_prob (rho1/rho2 use "
+        "the protocol's gradient, named in their measures rows)",
     ),
     Column(
         "alignment_reference",
         "str",
         "-",
-        "score map behind `alignment`: score_uncond (unconditional), score (class-conditional "
-        "at the predicted class) or score_label (at the true label)",
+        "map behind `alignment`: score_uncond (unconditional), score (class-conditional "
+        "at the predicted class), score_label (at the true label) or bayes_est (the "
+        "Bayes-gradient estimate score(x|y_hat) - score(x))",
         optional=True,
     ),
     Column(
@@ -445,15 +448,17 @@ MEASURES_COLUMNS: tuple[Column, ...] = (
         "gradient",
         "str",
         "-",
-        "gradient used ('' if n/a): logit_sum, pred_logit, log_prob, null_noise, null_input; "
-        "for rho1/rho2 the scalar output whose gradient it is",
+        "gradient used ('' if n/a): logit_sum, pred_logit, log_prob, log_prob_label (at the "
+        "true label), null_noise, null_input; for rho1/rho2 the scalar output whose gradient "
+        "it is; for calibration rows the probe (analysis.results.calibration)",
     ),
     Column(
         "reference",
         "str",
         "-",
         "reference map ('' if n/a): score (class-conditional at the prediction), score_label "
-        "(at the true label), score_uncond, exact_score (synthetic set)",
+        "(at the true label), score_uncond, bayes_est / bayes_est_label (score(x|y) - "
+        "score(x) at the prediction / true label), exact_score and bayes_exact (oracle sets)",
     ),
     Column(
         "metric",
@@ -481,7 +486,19 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
         "share of squared gradient norm in the signal mask",
         True,
     ),
-    "bayes_cosine": ("cosine [-1, 1]", "cosine with the Bayes classifier's gradient", True),
+    "bayes_cosine": (
+        "cosine [-1, 1]",
+        "cosine of grad log p(y_hat|x) with the Bayes classifier's (oracle sets)",
+        True,
+    ),
+    # analysis.results.calibration: a probe map (gradient column) scored against a target
+    # (reference) under a metric; eps = the SNR of a noise-ladder rung. Once per artifact set.
+    "calibration": ("similarity", "a calibration probe against a target under metric", None),
+    "bayes_estimate_cosine": (
+        "cosine [-1, 1]",
+        "Bayes-gradient estimate score(x|y) - score(x) vs the exact one (oracle sets)",
+        True,
+    ),
     "rho1": ("ratio >= 0", "Definition 1 at noise std eps (see trials.rho1)", False),
     "rho2": ("fraction [0, 1]", "off-manifold share of the gradient (see trials.rho2)", False),
     "rho2_exact": ("fraction [0, 1]", "rho2 with exact tangent spaces (synthetic sets)", False),

@@ -37,7 +37,9 @@ from analysis.results.rows import measure_row
 from trainables.config import TrialConfig
 from trainables.data import DataBundle
 from trainables.measure.artifacts import Artifacts, prepare_artifacts
-from trainables.measure.gradients import input_gradients_many
+from trainables.measure.bayes import exact_bayes_gradient
+from trainables.measure.calibration import measure_calibration, trial_yardsticks
+from trainables.measure.gradients import input_gradients, input_gradients_many
 from trainables.measure.perceptual import (
     build_metric,
     measure_alignment,
@@ -99,6 +101,10 @@ class MeasureContext:
     oracle: Any  # synthetic sets: exact tangents, scores and Bayes classifier; else None
     score_sigma: float
     quality: dict[str, float]  # the artifacts' quality figures (every summary carries them)
+    # The artifact set's calibration rows and the yardstick they make the headline:
+    # (gradient, reference, metric, why) by analysis.results.calibration.choose_headline.
+    calibration: list[dict]
+    yardstick: tuple[str, str, str, str]
 
 
 class Probe:
@@ -124,7 +130,10 @@ class Probe:
 
     @functools.cached_property
     def grads(self) -> dict[str, torch.Tensor]:
-        return input_gradients_many(self.model, self.ctx.x, list(GRADIENTS))
+        out = input_gradients_many(self.model, self.ctx.x, list(GRADIENTS))
+        # grad log p(y|x) at the true label, beside the Bayes-gradient estimate there
+        out["log_prob_label"] = input_gradients(self.model, self.ctx.x, "log_prob", self.ctx.y)
+        return out
 
     @functools.cached_property
     def pred(self) -> torch.Tensor:
@@ -142,9 +151,15 @@ class Probe:
                 "score": score_cond, "score_uncond": ctx.score_uncond}  # fmt: skip
         if ctx.score_label is not None:
             maps["score_label"] = ctx.score_label
+            # The Bayes-gradient estimate score(x|y) - score(x) (bayes.py), at the predicted
+            # class and at the true label.
+            maps["bayes_est"] = score_cond - ctx.score_uncond
+            maps["bayes_est_label"] = ctx.score_label - ctx.score_uncond
         if ctx.oracle is not None:  # synthetic set: the exact class-conditional score
             exact = ctx.oracle.score(ctx.x.cpu(), ctx.score_sigma, pred.cpu())
             maps["exact_score"] = exact.to(ctx.x)
+            bayes = exact_bayes_gradient(ctx.oracle, ctx.x.cpu(), pred.cpu())
+            maps["bayes_exact"] = bayes.to(ctx.x)
         return maps
 
 
@@ -172,6 +187,7 @@ MEASURES: list[Measure] = [
     measure_exact_rho,  # rho.py
     measure_maps,
     measure_robust,  # robust_measures.py (its own random stream)
+    measure_calibration,  # calibration.py: the artifact set's calibration rows
 ]
 
 
@@ -200,6 +216,10 @@ def build_context(
     eps, ref_eps = step_sizes(cfg.eps, x[0].numel())
     score = trial_score(cfg, art, device)
     metric = _metric(cfg.alignment_metric, str(device))
+    metric_name = alignment_metric_name(metric.name, *x.shape[-2:])
+    # Which yardsticks measure alignment here, and so which one is the headline (issue 19).
+    calibration, yardstick = trial_yardsticks(cfg, art, bundle, score, metric, metric_name,
+                                              device)  # fmt: skip
     return MeasureContext(
         cfg=cfg,
         device=device,
@@ -214,10 +234,12 @@ def build_context(
         score_uncond=score(x),
         score_label=score(x, art.y.to(device)) if score.conditional else None,
         metric=metric,
-        metric_name=alignment_metric_name(metric.name, *x.shape[-2:]),
+        metric_name=metric_name,
         oracle=bundle.oracle,
         score_sigma=art.config.score_sigma,
         quality=dict(art.quality),
+        calibration=calibration,
+        yardstick=yardstick,
     )
 
 

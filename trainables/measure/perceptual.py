@@ -260,22 +260,29 @@ def bayes_cosine(g: torch.Tensor, bayes_grad: torch.Tensor) -> torch.Tensor:
 # ---- The measurement suite's alignment and gradient-energy families (evaluate.py) ------------
 def measure_alignment(ctx, probe) -> dict:
     """Perceptual alignment (and cosine) of every recorded gradient/reference pair; the summary
-    at the dataset's headline pair.
+    at the yardstick the calibration rule made the headline (`ctx.yardstick`; docs/method.md,
+    "Calibration").
 
     Pairs recorded for every dataset, whichever is the headline: the sum-of-logits gradient vs
     the unconditional score, the predicted class's logit vs the class-conditional score at the
     predicted class ("score") and at the true label ("score_label"), the gradient of
-    log p(y|x) vs "score", and null maps (Gaussian noise, the centred input) vs every score a
-    gradient meets, so a reader can tell a meaningful value from a trivial one."""
+    log p(y|x) vs "score" and vs the Bayes-gradient estimate ("bayes_est", "bayes_est_label"
+    at the true label), on the oracle sets vs the exact Bayes gradient ("bayes_exact"), and
+    null maps (Gaussian noise, the centred input) vs every score a gradient meets, so a
+    reader can tell a meaningful value from a trivial one."""
     maps, head = probe.maps, ctx.head
     pairs = [("logit_sum", "score_uncond"), ("pred_logit", "score"), ("log_prob", "score")]
     for ref in dict.fromkeys((head.reference, "score", "score_uncond")):
         pairs += [("null_noise", ref), ("null_input", ref)]
     if "score_label" in maps:
         pairs.append(("pred_logit", "score_label"))
+    if "bayes_est" in maps:  # the identifiable pair (bayes.py), at prediction and label
+        pairs += [("log_prob", "bayes_est"), ("log_prob_label", "bayes_est_label"),
+                  ("null_noise", "bayes_est"), ("null_input", "bayes_est")]  # fmt: skip
     if "exact_score" in maps:  # synthetic set: the exact class-conditional score
-        pairs.append(("pred_logit", "exact_score"))
-    headline_pair = (head.gradient, head.reference)
+        pairs += [("pred_logit", "exact_score"), ("log_prob", "bayes_exact")]
+    head_g, head_ref, head_metric, _ = ctx.yardstick  # the calibrated headline
+    headline_pair = (head_g, head_ref)
     if headline_pair not in pairs:
         raise ValueError(f"{ctx.cfg.dataset}: headline pair {headline_pair} is not measured")
     with torch.no_grad():
@@ -285,12 +292,14 @@ def measure_alignment(ctx, probe) -> dict:
                       reference=ref, metric=ctx.metric_name)  # fmt: skip
             probe.row("alignment", cosine(maps[g_name], maps[ref]).cpu(), gradient=g_name,
                       reference=ref, metric="cosine")  # fmt: skip
-        headline = float(aligned[headline_pair].mean())
+        values = (cosine(maps[head_g], maps[head_ref]) if head_metric == "cosine"
+                  else aligned[headline_pair])  # fmt: skip
+        headline = float(values.mean())
     return {
         "alignment": headline,
-        "alignment_metric": ctx.metric_name,
-        "alignment_gradient": head.gradient,
-        "alignment_reference": head.reference,
+        "alignment_metric": head_metric,
+        "alignment_gradient": head_g,
+        "alignment_reference": head_ref,
         "alignment_score": ctx.score.name,
     }
 
@@ -307,8 +316,8 @@ def measure_gradient_share(ctx, probe) -> dict:
 
 def measure_oracle_gradient(ctx, probe) -> dict:
     """Synthetic sets: the headline gradient's energy on the signal, distractor and off-manifold
-    spans, and the cosine with the Bayes classifier's gradient of its predicted class's logit
-    (compare like with like: our pred_logit gradient)."""
+    spans, and the cosine of grad log p(y_hat|x) with the Bayes classifier's (like with like:
+    a logit's gradient differs by grad logsumexp, which cross-entropy never sees)."""
     if ctx.oracle is None:
         return {}
     xc, g = ctx.x.cpu(), probe.grads[ctx.head.gradient].cpu()
@@ -316,7 +325,9 @@ def measure_oracle_gradient(ctx, probe) -> dict:
     energy = subspace_energy(g, oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc))
     for part, v in energy.items():
         probe.row(f"energy_{part}", v, gradient=ctx.head.gradient)
-    bayes = oracle.bayes_logit_grad(xc, probe.pred.cpu())
-    b_cos = bayes_cosine(probe.grads["pred_logit"].cpu().double(), bayes)
-    probe.row("bayes_cosine", b_cos, gradient="pred_logit")
+    # Like with like: grad log p(y_hat|x) of the model and of the Bayes classifier (a logit's
+    # gradient differs by grad logsumexp, which cross-entropy never sees).
+    b_cos = bayes_cosine(probe.grads["log_prob"].cpu().double(), probe.maps["bayes_exact"].cpu())
+    probe.row("bayes_cosine", b_cos, gradient="log_prob", reference="bayes_exact",
+              metric="cosine")  # fmt: skip
     return {}

@@ -118,7 +118,7 @@ def measure_rho(ctx, probe) -> dict:
     also for the other pair's gradient."""
     head = ctx.head.gradient
     g = probe.grads[head]
-    for other in ("logit_sum", "pred_logit"):  # rho2 for both pairs' gradients
+    for other in ("logit_sum", "pred_logit", "log_prob"):  # rho2 of every pair's gradient
         if other != head:
             probe.row("rho2", rho2(probe.grads[other], ctx.q).cpu(), gradient=other)
     r2 = probe.row("rho2", rho2(g, ctx.q).cpu(), gradient=head)
