@@ -312,7 +312,7 @@ def cmd_analyze(args) -> int:
     except ResultsError as err:
         raise UsageError(str(err)) from None
     # the calibration table on the terminal: which yardsticks a reader may trust
-    print(paths["calibration_text"].read_text().rstrip())
+    print((storage.read_text(str(paths["calibration_text"])) or "").rstrip())  # path or URI
     print(f"report: {paths['markdown']}")
     print(f"html: {paths['html']}")
     return 0
