@@ -46,6 +46,8 @@ def resolved_settings(cfg: TrialConfig, shape: tuple[int, int, int] | None = Non
         "headline_eps": round(head_eps, 6),
         "latent_dim": artifacts.latent_dim,
         "score_sigma": artifacts.score_sigma,
+        # The paper's pair and the perceptual metric: the row's `alignment` if it passes
+        # calibration, else the fallback of the headline rule (analysis/results/calibration.py).
         "alignment_metric": metric_name(METRIC_NAMES[kind], *shape[-2:]),
         "alignment_gradient": head.gradient,
         "alignment_reference": head.reference,

@@ -94,7 +94,9 @@ def settings_lines(sweep: SweepConfig, trials: list[TrialConfig], where: Where) 
         f"measured with: {r['eval_points']} evaluation points, {r['noise_draws']} noise draws, "
         f"step sizes {r['eps']} (headline {r['headline_eps']:g}); tangents from a latent of "
         f"{r['latent_dim']}; score at sigma {r['score_sigma']:g}; alignment "
-        f"{r['alignment_metric']} of {r['alignment_gradient']} vs {r['alignment_reference']}",
+        f"{r['alignment_metric']} of {r['alignment_gradient']} vs {r['alignment_reference']} "
+        f"if it passes calibration on the first trial, else the calibrated fallback "
+        f"(docs/method.md, headline rule)",
         f"artifacts: autoencoder <= {r['ae_max_epochs']} epochs, denoiser <= "
         f"{r['denoiser_max_epochs']} epochs; training: augment {r['augment']}, bf16 mixed "
         f"precision on CUDA {'on' if r['mixed_precision_on_cuda'] else 'off'}",
