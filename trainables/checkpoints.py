@@ -249,13 +249,18 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks (checkpoints, cached artifacts)."""
-    h = hashlib.sha256()
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks (checkpoints, cached artifacts: SHA-256;
+    the data sets' published checksums: md5)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    return file_digest(path, "sha256")
 
 
 def _fmt(t: torch.Tensor) -> str:

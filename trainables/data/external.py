@@ -13,7 +13,6 @@ per item; it is never materialized as float32.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from trainables.checkpoints import file_digest
 from trainables.data.base import DATASETS, DataBundle, DataUnavailableError
 
 MNIST_FILES = (
@@ -100,14 +100,6 @@ def no_root_hint(data_root: str) -> str:
     return "" if data_root else " (no --data-root given: pass --data-root DIR)"
 
 
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_checksum_file(path: str) -> dict[str, str]:
     """`md5sum` output (`<md5>  <name>` per line) as {file name: md5}."""
     out = {}
@@ -134,7 +126,7 @@ def verify_checksums(folder: str, official: dict[str, str], what: str) -> None:
                 f"{', '.join(sorted(official))}"
             )
     for name in sorted(official):
-        actual = _md5(os.path.join(folder, name))
+        actual = file_digest(os.path.join(folder, name), "md5")
         if actual != expected[name]:
             raise DataUnavailableError(
                 f"{what} in {folder}: {name} has md5 {actual}, expected {expected[name]} "
