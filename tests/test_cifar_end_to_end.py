@@ -54,7 +54,8 @@ def test_cifar10_preset_train_sweep_analyze_measure(tmp_path):
     trial = json.loads(out.stdout)
     assert trial["status"] == "completed" and trial["config"]["augment"] == "crop-flip"
     summary = trial["summary"]
-    assert summary["alignment_metric"] in ("lpips-alex", "stlpips-alex")  # native 32 px
+    # the calibrated headline (docs/method.md), named as used: no "auto", no resize at 32 px
+    assert summary["alignment_metric"] in ("lpips-alex", "stlpips-alex", "cosine")
     assert "[pags] epoch 1/1:" in out.stderr
 
     pags("sweep", "--preset", "cifar10", "--methods", "none,gradnorm", "--strengths", "0.0781",
