@@ -181,7 +181,9 @@ def rerun_to_the_end(exp, cwd) -> str:
     return log
 
 
-def assert_resumed_whole(exp, finished: dict, lines_before: dict, reference_exp, log="") -> None:
+def assert_resumed_whole(
+    exp, finished: dict, lines_before: dict, reference_exp, log="", raced: set[str] = frozenset()
+) -> None:
     """After the last rerun: all four trials completed, none of `finished` ({config_id: its
     reports}) trained again, and the tables equal the uninterrupted sweep's. If the driver
     was killed while Tune wrote its state, the rerun restores the last complete copy (it says
@@ -197,7 +199,8 @@ def assert_resumed_whole(exp, finished: dict, lines_before: dict, reference_exp,
     # final result once (seen in CI); any new report must be exactly that.
     for cid, rows in finished.items():
         new = reports(exp)[cid][lines_before[cid] :]
-        if repaired and any(r["wall_time_s"] != rows[-1]["wall_time_s"] for r in new):
+        if (repaired or cid in raced) and any(r["wall_time_s"] != rows[-1]["wall_time_s"]
+                                              for r in new):  # fmt: skip
             assert [r["epoch"] for r in new] == [4], new  # the last epoch again, nothing more
             continue
         assert t.loc[cid, "pid"] == rows[-1]["pid"]
@@ -220,9 +223,14 @@ def completed_reports(exp) -> dict[str, list[dict]]:
     return {c: r for c, r in reports(exp).items() if r[-1]["status"] == "completed"}
 
 
-def stop_sweep_with(sig: signal.Signals, exp, cwd, ready) -> None:
+def stop_sweep_with(sig: signal.Signals, exp, cwd, ready) -> set[str]:
     """Start the four-trial sweep, send `sig` to its driver once `ready()` holds, and check the
-    graceful stop: code 130, the rerun hint, tables holding exactly the finished trials."""
+    graceful stop: code 130, the rerun hint, tables holding exactly the finished trials.
+
+    Returns the trial (at most one) whose final report reached Tune's result log as the signal
+    arrived but whose final checkpoint Tune had not registered yet (seen once in CI): it is not
+    finished for Tune, so it is not in the tables, and the rerun repeats its last epoch from
+    the previous checkpoint (the same numbers: resumes are bit-exact)."""
     proc = start_sweep(*FOUR, "--output", exp, cwd=cwd)
     ray_procs = []
     try:
@@ -235,15 +243,19 @@ def stop_sweep_with(sig: signal.Signals, exp, cwd, ready) -> None:
     assert proc.returncode == 130, log
     assert "rerun the same command to resume" in log
     written = load_results(exp).trials
-    assert set(written["config_id"]) == set(completed_reports(exp))
+    reported = set(completed_reports(exp))
+    raced = reported - set(written["config_id"])
+    assert set(written["config_id"]) <= reported and len(raced) <= 1, (raced, log)
     assert set(written["status"]) <= {"completed"}
+    return raced
 
 
 def test_ctrl_c_and_sigterm_stop_gracefully_and_a_rerun_resumes(uninterrupted, tmp_path):
     """Ctrl-C (SIGINT), then SIGTERM (a batch scheduler's stop) on the rerun: each ends the
     sweep gracefully, and the same command finally completes it."""
     exp = tmp_path / "exp"
-    stop_sweep_with(signal.SIGINT, exp, tmp_path, lambda: 0 < len(completed_reports(exp)) < 4)
+    raced = stop_sweep_with(signal.SIGINT, exp, tmp_path,
+                            lambda: 0 < len(completed_reports(exp)) < 4)  # fmt: skip
     finished = completed_reports(exp)
     lines_before = {c: len(r) for c, r in reports(exp).items()}
 
@@ -251,6 +263,6 @@ def test_ctrl_c_and_sigterm_stop_gracefully_and_a_rerun_resumes(uninterrupted, t
         grew = any(len(r) > lines_before.get(c, 0) for c, r in reports(exp).items())
         return grew and len(completed_reports(exp)) < 4
 
-    stop_sweep_with(signal.SIGTERM, exp, tmp_path, training_again)
+    raced |= stop_sweep_with(signal.SIGTERM, exp, tmp_path, training_again)
     log = rerun_to_the_end(exp, tmp_path)
-    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"], log)
+    assert_resumed_whole(exp, finished, lines_before, uninterrupted["exp"], log, raced)
