@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from analysis.results.atomic import file_digest
 from analysis.results.errors import InputError, one_line
 from trainables import zoo
 from trainables.models import MODELS, build_model
@@ -249,17 +250,8 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: str, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes, read in 1 MiB blocks (checkpoints, cached artifacts: SHA-256;
-    the data sets' published checksums: md5)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (checkpoints, cached artifacts)."""
     return file_digest(path, "sha256")
 
 

@@ -8,6 +8,7 @@ imports nothing else of pags: the trial side, the sweep and the analysis can all
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import tempfile
@@ -66,3 +67,13 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a local file's bytes, read in 1 MiB blocks (checkpoints and cached
+    artifacts: SHA-256; the data sets' published checksums: md5)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from trainables.checkpoints import file_digest
+from analysis.results.atomic import file_digest
 from trainables.data.base import DATASETS, DataBundle, DataUnavailableError
 
 MNIST_FILES = (
