@@ -217,6 +217,25 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         optional=True,
     ),
     Column(
+        "rho2_tangent_spread",
+        "float64",
+        "fraction [0, 1]",
+        "max - min of the headline gradient's rho2 across every tangent estimate the artifacts "
+        "keep (measures rows with `tangent` set; the headline rho2 is the ae estimate's)",
+        False,
+        optional=True,
+    ),
+    Column(
+        "rho2_floor",
+        "float64",
+        "fraction [0, 1]",
+        "estimator-free lower bound on rho2 (digits-distractor; NaN elsewhere): the headline "
+        "gradient's share on the distractor half plus its share in the digit half outside the "
+        "exact upsampling span (trainables/measure/tangent_measures.py)",
+        False,
+        optional=True,
+    ),
+    Column(
         "gradient_signal_share",
         "float64",
         "fraction [0, 1]",
@@ -332,6 +351,33 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "autoencoders trained with different seeds, at the evaluation points (report warns "
         "above 20)",
         False,
+        optional=True,
+    ),
+    Column(
+        "tangent_seed_overlap",
+        "float64",
+        "fraction [0, 1]",
+        "artifact quality: mean projection overlap tr(P1 P2) / k between two autoencoders' "
+        "tangent spaces (seeds 0 and 1); 1 = same spaces, k / d = unrelated",
+        True,
+        optional=True,
+    ),
+    Column(
+        "tangent_exact_overlap",
+        "float64",
+        "fraction [0, 1]",
+        "artifact quality on the synthetic sets: mean projection overlap of the autoencoder's "
+        "tangent spaces with the exact ones",
+        True,
+        optional=True,
+    ),
+    Column(
+        "jacobian_eigenvalue_gap",
+        "float64",
+        "fraction",
+        "artifact quality: mean relative gap (l_k - l_k+1) / l_k of the small-noise denoiser's "
+        "Jacobian eigenvalues at k (near 0: the denoiser-jacobian estimate is arbitrary)",
+        True,
         optional=True,
     ),
     Column(
@@ -467,6 +513,15 @@ MEASURES_COLUMNS: tuple[Column, ...] = (
         "similarity metric ('' if n/a): stlpips-alex, lpips-alex (with @xN when upsampled N "
         "times), cosine",
     ),
+    Column(
+        "tangent",
+        "str",
+        "-",
+        "tangent estimate the row was measured under ('' if n/a; rho2, on/off-manifold "
+        "sensitivity): ae (the headline), ae-seed1, local-pca, denoiser-jacobian, exact "
+        "(trainables/measure/tangent_estimators.py)",
+        optional=True,
+    ),
 )
 
 # The measure names that may appear in measures.measure: (unit, meaning, higher_is_better).
@@ -502,6 +557,20 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
     "rho1": ("ratio >= 0", "Definition 1 at noise std eps (see trials.rho1)", False),
     "rho2": ("fraction [0, 1]", "off-manifold share of the gradient (see trials.rho2)", False),
     "rho2_exact": ("fraction [0, 1]", "rho2 with exact tangent spaces (synthetic sets)", False),
+    # trainables/measure/tangent_measures.py: agreement of estimate `tangent` with estimate
+    # `reference` (the artifacts' figures, one row each per measurement)
+    "tangent_overlap": ("fraction [0, 1]", "projection overlap tr(P1 P2) / k", True),
+    "tangent_mean_angle": ("degrees", "mean principal angle", False),
+    "tangent_median_angle": ("degrees", "median principal angle", False),
+    "tangent_largest_angle": ("degrees", "largest principal angle", False),
+    "tangent_build_time": ("seconds", "time to build estimate `tangent` (artifacts)", None),
+    # trainables/measure/tangent_measures.py: the exact split of the headline gradient
+    "gradient_distractor_share": ("fraction [0, 1]", "share of ||g||^2 on the distractor half",
+                                  False),
+    "gradient_outside_span_share": (
+        "fraction [0, 1]", "share of ||g||^2 in the digit half outside its exact span", False),
+    "gradient_in_span_share": (
+        "fraction [0, 1]", "share of ||g||^2 within the digit half's exact span", None),
     "eval_accuracy": ("fraction [0, 1]", "clean accuracy on the evaluation points", True),
     "robust_accuracy": ("fraction [0, 1]", "accuracy under attack `metric` at L2 radius eps", True),
     "certified_accuracy": ("fraction [0, 1]", "CERTIFY right with radius >= eps", True),

@@ -28,11 +28,12 @@ def measure_row(
     gradient: str = "",
     reference: str = "",
     metric: str = "",
+    tangent: str = "",
 ) -> dict[str, Any]:
     """One measures.parquet row without its config_id (columns.MEASURES_COLUMNS)."""
     return {
         "epoch": epoch, "measure": measure, "eps": eps, "value": value, "std": std, "n": n,
-        "gradient": gradient, "reference": reference, "metric": metric,
+        "gradient": gradient, "reference": reference, "metric": metric, "tangent": tangent,
     }  # fmt: skip
 
 

@@ -32,6 +32,15 @@ def upsampled_digits(size: int = DIGIT_SIZE) -> tuple[torch.Tensor, torch.Tensor
     return (x[:, 0].clamp(0, 1) * 255).round().to(torch.uint8), torch.tensor(bunch.target)
 
 
+def upsampling_basis(size: int = DIGIT_SIZE) -> torch.Tensor:
+    """Orthonormal basis `(size * size, 64)` of the span of `upsampled_digits`' upsampling
+    (the same bilinear map, before rounding to uint8): every digit half lies in it, and so
+    does every tangent of the digit manifold (trainables/measure/tangent_measures.py)."""
+    unit = torch.eye(64, dtype=torch.float64).view(64, 1, 8, 8)
+    up = F.interpolate(unit, size=(size, size), mode="bilinear", align_corners=False)
+    return torch.linalg.qr(up.view(64, -1).T).Q
+
+
 @DATASETS.register("digits-distractor")
 def load_digits_distractor(seed: int = 0, data_root: str = "") -> DataBundle:
     digits, labels = upsampled_digits()

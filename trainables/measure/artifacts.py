@@ -31,10 +31,22 @@ from trainables.data import DataBundle, load_dataset
 from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
 from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.protocol import headline_for
-from trainables.measure.tangent import largest_principal_angle, tangent_bases
+from trainables.measure.subspace import agreement
+from trainables.measure.tangent import tangent_bases
+from trainables.measure.tangent_estimators import (
+    AE,
+    AE_SEED1,
+    DENOISER_JACOBIAN,
+    EXACT,
+    HEADLINE,
+    LOCAL_PCA,
+    jacobian_top_eigenvectors,
+    local_pca_bases,
+)
 from trainables.progress import EpochProgress
 
-FORMAT = "pags-artifacts/3"  # 2: quality figures, two autoencoders; 3: mixture baseline
+# 2: quality figures, two autoencoders; 3: mixture baseline; 4: every tangent estimate kept
+FORMAT = "pags-artifacts/4"
 TENSORS_FILE, META_FILE = "artifacts.pt", "artifacts.json"
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "pags", "artifacts")
 
@@ -61,6 +73,13 @@ DENOISER_MAX_EPOCHS = {
     "mnist-distractor": 100,
 }  # fmt: skip
 AE_PATIENCE, DENOISER_PATIENCE = 60, 60  # epochs without a validation gain before stopping
+# The unconditional small-noise denoiser behind the "denoiser-jacobian" estimate: fitted on
+# [sigma / 2, 2 sigma] around JACOBIAN_SIGMA and read at JACOBIAN_SIGMA, small against the
+# curved set's curvature (its exact denoiser is 0.8 deg from the exact tangents there, 18 deg
+# at the score's sigma 0.25). Capped: on 2 cores it stops by patience after 60-120 epochs.
+# dataset fact: moves to the facts record (issue 21)
+JACOBIAN_SIGMA = 0.02
+JACOBIAN_DENOISER_MAX_EPOCHS = 150
 
 
 @dataclass(frozen=True)
@@ -98,9 +117,12 @@ class Artifacts:
     """Evaluation points and what the measurements need there. Tensors on CPU.
 
     x `(N, C, H, W)`, y `(N,)`, signal_mask `(N, 1, H, W)` bool or None, tangent `(N, d, k)`
-    orthonormal bases from the autoencoder, denoiser `D(x, sigma, y=None)` (class-conditional;
-    y=None gives the unconditional one). `quality`: how well the nets trained, where no ground
-    truth exists (QUALITY_KEYS; the trial rows carry them too).
+    orthonormal bases of the headline estimate (tangent_estimators.HEADLINE), `tangents` every
+    estimate by name (tangent_estimators.ESTIMATORS; "exact" on the oracle sets), denoiser
+    `D(x, sigma, y=None)` (class-conditional; y=None gives the unconditional one). `quality`:
+    how well the nets trained and how far the estimates are apart (analysis/quality.py; the
+    trial rows carry them too); `agreement`: one row per pair of estimates with every figure
+    of subspace.AGREEMENT_KEYS.
     """
 
     config: ArtifactConfig
@@ -111,6 +133,8 @@ class Artifacts:
     denoiser: nn.Module
     path: str = ""
     quality: dict = dataclasses.field(default_factory=dict)
+    tangents: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    agreement: list[dict] = dataclasses.field(default_factory=list)
 
 
 def artifacts_key(cfg: TrialConfig) -> str:
@@ -139,9 +163,10 @@ def load_artifacts(folder: str) -> Artifacts:
         raise ValueError(f"{folder}: {err}") from None
     t = torch.load(os.path.join(folder, TENSORS_FILE), map_location="cpu", weights_only=True)
     denoiser = load_denoiser(os.path.join(folder, "denoiser.pt"), "cpu").eval()
+    tangents = {name[len("tangent/"):]: v for name, v in t.items() if name.startswith("tangent/")}
     return Artifacts(
-        ArtifactConfig(**meta["config"]), t["x"], t["y"], t.get("signal_mask"), t["tangent"],
-        denoiser, folder, meta["quality"],
+        ArtifactConfig(**meta["config"]), t["x"], t["y"], t.get("signal_mask"),
+        tangents[HEADLINE], denoiser, folder, meta["quality"], tangents, meta["agreement"],
     )  # fmt: skip
 
 
@@ -184,11 +209,12 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     x_train, y_train = _stack(bundle.train, 60_000)
     x, y = _stack(bundle.test, acfg.eval_points)
     oracle = bundle.oracle
-    # Where the exact tangent spaces are known, the quality figure is the error against them;
-    # elsewhere a second autoencoder (seed + 1) shows how reproducible the estimate is.
-    seeds = (acfg.seed,) if oracle is not None else (acfg.seed, acfg.seed + 1)
-    tangents, ae_meta = [], None
-    for seed in seeds:
+    # Every estimate is kept (tangent_estimators.ESTIMATORS): two autoencoders (seed, seed + 1:
+    # how reproducible the estimate is), local PCA, the small-noise denoiser's Jacobian, and on
+    # the oracle sets the exact tangent spaces they are judged against.
+    tangents, ae_meta, times = {}, None, {}
+    for name, seed in ((AE, acfg.seed), (AE_SEED1, acfg.seed + 1)):
+        t0 = time.monotonic()
         log(f"artifacts for {acfg.dataset}: training the autoencoder (k={acfg.latent_dim}, "
             f"seed {seed}) ...")  # fmt: skip
         ae_dir = train_autoencoder(
@@ -200,8 +226,17 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         ae = load_autoencoder(ae_dir)
         with torch.no_grad():
             z = ae.encode(x)
-        tangents.append(tangent_bases(ae.decode, z))
+        tangents[name] = tangent_bases(ae.decode, z)
         ae_meta = ae_meta or ae.config
+        times[name] = time.monotonic() - t0
+    t0 = time.monotonic()
+    tangents[LOCAL_PCA] = local_pca_bases(x_train, x, acfg.latent_dim)
+    times[LOCAL_PCA] = time.monotonic() - t0
+    t0 = time.monotonic()
+    tangents[DENOISER_JACOBIAN], gap = _denoiser_jacobian(acfg, x_train, x, tmp, log)
+    times[DENOISER_JACOBIAN] = time.monotonic() - t0
+    if oracle is not None:
+        tangents[EXACT] = oracle.tangent_at(x).to(tangents[AE].dtype)
     log(f"artifacts for {acfg.dataset}: training the denoiser (score) ...")
     sigma = acfg.score_sigma
     train_denoiser(
@@ -212,22 +247,30 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
                                acfg.denoiser_max_epochs),
     )  # fmt: skip
     denoiser_meta = load_denoiser(os.path.join(tmp, "denoiser.pt")).config
-    if oracle is not None:
-        exact = oracle.tangent_at(x).to(tangents[0].dtype)
-        angles = {"tangent_exact_angle_deg": largest_principal_angle(tangents[0], exact)}
-    else:
-        angles = {"tangent_seed_angle_deg": largest_principal_angle(tangents[0], tangents[1])}
+    names = list(tangents)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    agree = [{"a": a, "b": b, **agreement(tangents[a], tangents[b])} for a, b in pairs]
+    for row in agree:  # how long the first of the pair took to build (exact: 0)
+        row["build_time_s"] = times.get(row["a"], 0.0)
+    figures = {(r["a"], r["b"]): r for r in agree}
+    seed_pair = figures[(AE, AE_SEED1)]
     quality = {
         "ae_val_reconstruction_error": ae_meta["val_reconstruction_error"],
         "ae_epochs_run": ae_meta["epochs_run"],
-        **{name: float(a.mean()) for name, a in angles.items()},
+        "tangent_seed_overlap": seed_pair["overlap"],
+        "tangent_seed_angle_deg": seed_pair["largest_angle_deg"],
         "denoiser_val_loss": denoiser_meta["val_loss"],
         "denoiser_baseline_val_loss": denoiser_meta["baseline_val_loss"],
         "denoiser_epochs_run": denoiser_meta["epochs_run"],
+        "jacobian_eigenvalue_gap": gap,
         "build_time_s": time.monotonic() - start,
     }
+    if oracle is not None:
+        exact_pair = figures[(AE, EXACT)]
+        quality["tangent_exact_overlap"] = exact_pair["overlap"]
+        quality["tangent_exact_angle_deg"] = exact_pair["largest_angle_deg"]
     mask = bundle.signal_mask_test[: len(x)] if bundle.signal_mask_test is not None else None
-    tensors = {"x": x, "y": y, "tangent": tangents[0]}
+    tensors = {"x": x, "y": y, **{f"tangent/{name}": q for name, q in tangents.items()}}
     if mask is not None:
         tensors["signal_mask"] = mask
     torch.save(tensors, os.path.join(tmp, TENSORS_FILE))
@@ -237,6 +280,7 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         "config": dataclasses.asdict(acfg),
         "artifact_id": acfg.artifact_id,
         "quality": quality,
+        "agreement": agree,
         "sha256": {name: file_sha256(os.path.join(tmp, name)) for name in files},
     }
     with open(os.path.join(tmp, META_FILE), "w") as f:
@@ -244,11 +288,40 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     # Swap the finished folder in whole: a crash mid-build leaves only the .building folder.
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
-    (angle_name, angle), *_ = angles.items()
+    vs = EXACT if oracle is not None else AE_SEED1
+    spread = ", ".join(
+        f"{r['a']} {r['overlap']:.3f} / {r['largest_angle_deg']:.1f} deg"
+        for r in agree if r["b"] == vs and r["a"] != vs
+    )  # fmt: skip
     log(
         f"artifacts for {acfg.dataset}: built in {quality['build_time_s']:.0f} s; autoencoder "
-        f"validation error {quality['ae_val_reconstruction_error']:.4g}, tangent spaces "
-        f"{float(angle.mean()):.1f} deg off ({angle_name}); denoiser validation loss "
+        f"validation error {quality['ae_val_reconstruction_error']:.4g}; tangent estimates vs "
+        f"{vs} (overlap / largest angle): {spread}; denoiser validation loss "
         f"{quality['denoiser_val_loss']:.4g} (mixture baseline alone "
         f"{quality['denoiser_baseline_val_loss']:.4g})"
     )
+
+
+def _denoiser_jacobian(
+    acfg: ArtifactConfig, x_train: torch.Tensor, x: torch.Tensor, tmp: str, log
+) -> tuple[torch.Tensor, float]:
+    """The "denoiser-jacobian" estimate at x and the mean relative eigenvalue gap at k,
+    (lambda_k - lambda_{k+1}) / lambda_k: near 0 says the denoiser does not single out k
+    directions (the estimate is then arbitrary within a larger span)."""
+    log(f"artifacts for {acfg.dataset}: training the small-noise denoiser (tangents) ...")
+    path = os.path.join(tmp, "denoiser-jacobian.pt")
+    s = JACOBIAN_SIGMA
+    # The score denoiser's cap bounds this one too (small test configs stay small).
+    cap = min(JACOBIAN_DENOISER_MAX_EPOCHS, acfg.denoiser_max_epochs)
+    train_denoiser(
+        x_train, cap, acfg.seed, out_path=path,
+        sigma_range=(s / 2, s * 2), patience=DENOISER_PATIENCE,
+        progress=EpochProgress(log, f"artifacts for {acfg.dataset}: small-noise denoiser",
+                               cap),
+    )  # fmt: skip
+    denoiser = load_denoiser(path)
+    os.remove(path)  # only its tangent estimate is kept (and checksummed)
+    gen = torch.Generator().manual_seed(acfg.seed)
+    q, values = jacobian_top_eigenvectors(lambda v: denoiser(v, s), x, acfg.latent_dim, gen)
+    gap = (values[:, -2] - values[:, -1]) / values[:, -2].abs().clamp_min(1e-12)
+    return q, float(gap.mean())

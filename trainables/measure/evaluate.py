@@ -60,6 +60,7 @@ from trainables.measure.sensitivity import (
     measure_manifold,
     measure_mask_noise,
 )
+from trainables.measure.tangent_measures import measure_estimator_free, measure_tangent_estimates
 
 __all__ = [
     "MEASURES", "NOISE_LEVELS", "REFERENCE_NOISE_LEVEL", "MeasureContext", "Measurer", "Probe",
@@ -89,7 +90,7 @@ class MeasureContext:
     x: torch.Tensor  # evaluation points (B, C, H, W) on device
     y: torch.Tensor  # their labels
     mask: torch.Tensor | None  # signal mask, sets with a distractor
-    q: torch.Tensor  # tangent bases (B, d, k)
+    q: torch.Tensor  # tangent bases (B, d, k) of the headline estimate
     eps: list[float]  # step sizes of the on/off sensitivity
     ref_eps: float  # the headline step size
     head: Headline  # the dataset's headline gradient/reference pair
@@ -101,6 +102,8 @@ class MeasureContext:
     oracle: Any  # synthetic sets: exact tangents, scores and Bayes classifier; else None
     score_sigma: float
     quality: dict[str, float]  # the artifacts' quality figures (every summary carries them)
+    tangents: dict[str, torch.Tensor]  # every tangent estimate by name (tangent_estimators.py)
+    agreement: list[dict]  # every pair of estimates: subspace.AGREEMENT_KEYS (Artifacts)
     # The artifact set's calibration rows and the yardstick they make the headline:
     # (gradient, reference, metric, why) by analysis.results.calibration.choose_headline.
     calibration: list[dict]
@@ -188,6 +191,8 @@ MEASURES: list[Measure] = [
     measure_maps,
     measure_robust,  # robust_measures.py (its own random stream)
     measure_calibration,  # calibration.py: the artifact set's calibration rows
+    measure_tangent_estimates,  # tangent_measures.py: rho2, on/off under every estimate
+    measure_estimator_free,  # tangent_measures.py: the exact split of rho2 (digits)
 ]
 
 
@@ -238,6 +243,8 @@ def build_context(
         oracle=bundle.oracle,
         score_sigma=art.config.score_sigma,
         quality=dict(art.quality),
+        tangents={name: q.to(device) for name, q in art.tangents.items()},
+        agreement=list(art.agreement),
         calibration=calibration,
         yardstick=yardstick,
     )

@@ -26,6 +26,7 @@ from torch import nn
 from trainables.measure.gradients import scalar_output
 from trainables.measure.sensitivity import _device, _randn
 from trainables.measure.tangent import split_on_off
+from trainables.measure.tangent_estimators import HEADLINE
 
 # Per-pixel noise std for rho1 (pixels in [0, 1]): small enough to approach Theorem 1's limit,
 # large enough to stay clear of float32 round-off in f(x + u) - f(x). The smallest is the
@@ -120,8 +121,9 @@ def measure_rho(ctx, probe) -> dict:
     g = probe.grads[head]
     for other in ("logit_sum", "pred_logit", "log_prob"):  # rho2 of every pair's gradient
         if other != head:
-            probe.row("rho2", rho2(probe.grads[other], ctx.q).cpu(), gradient=other)
-    r2 = probe.row("rho2", rho2(g, ctx.q).cpu(), gradient=head)
+            probe.row("rho2", rho2(probe.grads[other], ctx.q).cpu(), gradient=other,
+                      tangent=HEADLINE)  # fmt: skip
+    r2 = probe.row("rho2", rho2(g, ctx.q).cpu(), gradient=head, tangent=HEADLINE)
     r1 = rho1(probe.model, ctx.x, ctx.q, RHO1_LEVELS, RHO1_DRAWS, probe.gen, head)  # (S, B)
     r1_rows = [probe.row("rho1", v, eps=level, gradient=head)
                for level, v in zip(RHO1_LEVELS, r1, strict=True)]  # fmt: skip

@@ -22,6 +22,7 @@ from torch import nn
 
 from trainables.measure.protocol import CIFAR_DIM
 from trainables.measure.tangent import split_on_off
+from trainables.measure.tangent_estimators import HEADLINE
 
 # The reference's step sizes, logspace(-3, 2, 20)[12:16] = 1.44, 2.64, 4.83, 8.86 on CIFAR-10;
 # the second is the headline (protocol.PAPER_EPS_CIFAR, the paper's Figure 3).
@@ -202,7 +203,8 @@ def measure_manifold(ctx, probe) -> dict:
                                 probe.gen)  # fmt: skip
     for i, e in enumerate(sens["eps"]):
         for kind in ("on", "off"):
-            probe.row(f"{kind}_manifold_sensitivity", sens[f"{kind}_per_point"][i], eps=e)
+            probe.row(f"{kind}_manifold_sensitivity", sens[f"{kind}_per_point"][i], eps=e,
+                      tangent=HEADLINE)  # fmt: skip
     i_ref = ctx.eps.index(ctx.ref_eps)
     on, off = sens["on_mean"][i_ref], sens["off_mean"][i_ref]
     return {

@@ -1,0 +1,105 @@
+"""rho2 and on/off-manifold sensitivity under every tangent estimate, and the estimator-free
+part of rho2 (docs/method.md, "Tangent estimators").
+
+`measure_tangent_estimates` adds, per estimate the artifacts keep (tangent_estimators.
+ESTIMATORS), the rows rho2 (headline gradient) and on/off-manifold sensitivity (headline step)
+with the measures column `tangent` naming the estimate; the headline estimate's rows come from
+the suite's own measures (rho.py, sensitivity.py), tagged the same way. The trial summary gets
+the spread of rho2 across the estimates (max - min).
+
+`measure_estimator_free` splits the headline gradient g on digits-distractor, whose true
+tangent spaces all lie in a known subspace S: the distractor half is a fixed glyph (no tangent
+there) and the digit half a bilinear upsampling of 8x8 images (every tangent inside the rank-64
+upsampling span U). So P_perp g contains the part of g outside S whatever the tangent space,
+and rho2 >= ||g_distractor||^2 / ||g||^2 + ||(I - U U^T) g_digit||^2 / ||g||^2 (both exact);
+only the remaining within-span share depends on an estimate. On mnist-distractor only the
+distractor share is exact (its digit half spans every pixel).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from analysis.results.rows import measure_row
+from trainables.data.digits import DIGIT_SIZE, upsampling_basis
+from trainables.measure.rho import rho2
+from trainables.measure.sensitivity import manifold_sensitivity
+from trainables.measure.tangent_estimators import HEADLINE
+
+# The exactly known span of the digit half, per dataset (None: every pixel of the half).
+# dataset fact: moves to the facts record (issue 21)
+DIGIT_SPANS = {"digits-distractor": lambda: upsampling_basis(DIGIT_SIZE), "mnist-distractor": None}
+# measures rows of the agreement between two estimates (tangent vs reference), by figure
+AGREEMENT_MEASURES = {
+    "overlap": "tangent_overlap", "mean_angle_deg": "tangent_mean_angle",
+    "median_angle_deg": "tangent_median_angle", "largest_angle_deg": "tangent_largest_angle",
+    "build_time_s": "tangent_build_time",
+}
+SPLIT_MEASURES = ("gradient_distractor_share", "gradient_outside_span_share",
+                  "gradient_in_span_share")  # fmt: skip
+
+
+def measure_tangent_estimates(ctx, probe) -> dict:
+    """rho2 and on/off sensitivity at the headline step under every estimate but the headline
+    (whose rows the suite already wrote); summary: rho2's spread across all estimates."""
+    g = probe.grads[ctx.head.gradient]
+    values = {HEADLINE: _headline_rho2(probe)}
+    for name, q in ctx.tangents.items():
+        if name == HEADLINE:
+            continue
+        values[name] = probe.row("rho2", rho2(g, q).cpu(), gradient=ctx.head.gradient,
+                                 tangent=name)["value"]  # fmt: skip
+        sens = manifold_sensitivity(probe.model, ctx.x, q, [ctx.ref_eps], ctx.cfg.noise_draws,
+                                    probe.gen)  # fmt: skip
+        for kind in ("on", "off"):
+            probe.row(f"{kind}_manifold_sensitivity", sens[f"{kind}_per_point"][0],
+                      eps=ctx.ref_eps, tangent=name)  # fmt: skip
+    n = len(ctx.x)
+    for pair in ctx.agreement:  # the artifacts' figures, so tables need no artifact files
+        for key, measure in AGREEMENT_MEASURES.items():
+            probe.rows.append(measure_row(measure, probe.epoch, pair[key], 0.0, n,
+                                          tangent=pair["a"], reference=pair["b"]))  # fmt: skip
+    finite = [v for v in values.values() if math.isfinite(v)]
+    return {"rho2_tangent_spread": max(finite) - min(finite) if len(finite) > 1 else math.nan}
+
+
+def _headline_rho2(probe) -> float:
+    rows = [r for r in probe.rows if r["measure"] == "rho2" and r["tangent"] == HEADLINE
+            and r["gradient"] == probe.ctx.head.gradient]  # fmt: skip
+    return rows[-1]["value"] if rows else math.nan
+
+
+def gradient_split(g: torch.Tensor, mask: torch.Tensor, span: torch.Tensor | None) -> dict:
+    """Shares of ||g||^2 `(B,)` each (float64): on the distractor half (~mask), in the digit
+    half outside `span` `(h, k)` (orthonormal, h = pixels of the half; None = all of them) and
+    within it. g, mask `(B, C, H, W)`; the three shares sum to 1."""
+    gf = g.reshape(len(g), -1).to(torch.float64)
+    m = mask.reshape(len(g), -1).to(gf.device)
+    total = gf.pow(2).sum(1)
+    digit = gf[m].view(len(g), -1)  # row-major pixels of each image's digit half
+    distractor = total - digit.pow(2).sum(1)
+    if span is None:
+        inside = digit.pow(2).sum(1)
+    else:
+        inside = (digit @ span.to(gf)).pow(2).sum(1)
+    outside = digit.pow(2).sum(1) - inside
+    return {
+        "gradient_distractor_share": distractor / total,
+        "gradient_outside_span_share": outside / total,
+        "gradient_in_span_share": inside / total,
+    }
+
+
+def measure_estimator_free(ctx, probe) -> dict:
+    """The exact split of the headline gradient (module docstring); summary `rho2_floor`, the
+    estimator-free lower bound on rho2 (NaN on sets without a known span)."""
+    if ctx.mask is None or ctx.cfg.dataset not in DIGIT_SPANS:
+        return {"rho2_floor": math.nan}
+    make = DIGIT_SPANS[ctx.cfg.dataset]
+    shares = gradient_split(probe.grads[ctx.head.gradient], ctx.mask,
+                            make() if make else None)  # fmt: skip
+    rows = {name: probe.row(name, v.cpu(), gradient=ctx.head.gradient)["value"]
+            for name, v in shares.items()}  # fmt: skip
+    return {"rho2_floor": rows["gradient_distractor_share"] + rows["gradient_outside_span_share"]}
