@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.results.tangents import HEADLINE
+
 BASELINE_METHOD = "none"
 GROUP_KEYS = ("dataset", "model", "method")
 
@@ -136,6 +138,8 @@ def standard_errors(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     if measures is None or measures.empty or trials.empty:
         return out
     m = measures[measures["measure"].isin(list(_SE_SOURCES.values()))]
+    if "tangent" in m:  # the headline estimate's rows (others: analysis/tangent_report.py)
+        m = m[m["tangent"].isin(["", HEADLINE])]
     last = m.groupby(["config_id", "measure"])["epoch"].transform("max")
     m = m[m["epoch"] == last].copy()
     n = m["n"].to_numpy(dtype=float)

@@ -16,9 +16,11 @@ import pandas as pd
 # figures and rho2 depend on the seed of the autoencoder more than a reader would assume.
 TANGENT_SEED_WARN_DEG = 20.0
 
+# Overlaps lead (they do not saturate; trainables/measure/subspace.py), largest angles follow.
 QUALITY_COLUMNS = (
-    "ae_val_reconstruction_error", "ae_epochs_run", "tangent_seed_angle_deg",
-    "tangent_exact_angle_deg", "denoiser_val_loss", "denoiser_baseline_val_loss",
+    "tangent_exact_overlap", "tangent_seed_overlap", "tangent_exact_angle_deg",
+    "tangent_seed_angle_deg", "ae_val_reconstruction_error", "ae_epoch_cap", "ae_epochs_run",
+    "jacobian_eigenvalue_gap", "denoiser_val_loss", "denoiser_baseline_val_loss",
     "denoiser_epochs_run", "build_time_s",
 )  # fmt: skip
 

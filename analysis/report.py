@@ -50,6 +50,7 @@ from analysis.results.tables import SCHEMA_VERSION
 from analysis.robustness import robustness_section
 from analysis.search import search_section
 from analysis.step_sizes import boundaries_by_eps, eps_table
+from analysis.tangent_report import tangent_section
 from analysis.yardsticks import headline_testable, yardstick_table
 
 # The tables every report writes (the search ones only with a search: analysis.search).
@@ -88,6 +89,7 @@ def write_report(
     _step_size_section(doc, tables)
     _correlation_section(doc, tables)
     _quality_section(doc, res.trials)
+    _guard(problems, "tangent estimates", None, tangent_section, doc, res.trials, res.measures)
     figures.update(_guard(problems, "robustness", {}, robustness_section, doc, res.trials,
                           figdir, _save))  # fmt: skip
     figures.update(_guard(problems, "peak search", {}, search_section, doc, res.trials,
@@ -366,9 +368,12 @@ def _quality_section(doc, trials: pd.DataFrame) -> None:
         return
     doc.heading("Measurement artifacts")
     doc.para(
-        "How well the shared autoencoder and denoiser trained. Tangent angles are mean largest "
-        "principal angles at the evaluation points: against the exact tangent spaces on the "
-        "synthetic sets, against a second autoencoder trained with another seed elsewhere."
+        "How well the shared autoencoder and denoiser trained, and under which budget "
+        "(ae_epoch_cap: the autoencoders' epoch cap; ae_epochs_run: what ran). Tangent "
+        "overlaps tr(P1 P2) / k (1 = same spaces) and mean largest principal angles at the "
+        "evaluation points: "
+        "against the exact tangent spaces (exact, synthetic sets) and between two autoencoders "
+        "trained with different seeds (seed)."
     )
     doc.table(quality.drop(columns="warning"))
     notes = [f"**Warning** ({r.dataset}): {r.warning}." for r in quality.itertuples()]

@@ -17,7 +17,7 @@ from trainables.data import load_dataset
 from trainables.measure.subspace import agreement
 from trainables.measure.tangent_estimators import jacobian_top_eigenvectors, local_pca_bases
 
-POINTS = 40
+POINTS = 16  # the curved oracle's score sums 6,400 components per half: keep it cheap
 SIGMA = 0.02  # trainables.measure.tangent_estimators.JACOBIAN_SIGMA
 BOUND_DEG = 3.0  # issue 20: mean largest principal angle on the curved set
 
@@ -46,7 +46,7 @@ def _jacobian_angle(name: str, sigma: float, top: bool = True) -> dict:
 
 @pytest.mark.parametrize("name", ["synthetic-manifold", "synthetic-curved"])
 def test_denoiser_jacobian_meets_the_bound_at_small_sigma(name):
-    """Measured (40 points): linear 0.0 deg, curved about 0.8 deg; eigenvalue gap at k."""
+    """Measured (16 points): linear 0.0 deg, curved about 0.8 deg; eigenvalue gap at k."""
     fig = _jacobian_angle(name, SIGMA)
     print(name, fig)
     assert fig["largest_angle_deg"] <= BOUND_DEG, fig
@@ -55,13 +55,16 @@ def test_denoiser_jacobian_meets_the_bound_at_small_sigma(name):
     assert kth > 0.5 > next_, fig  # a clear eigenvalue gap at k: k fits
 
 
+@pytest.mark.slow
 def test_denoiser_jacobian_fails_the_bound_at_the_score_sigma():
     """At sigma 0.25 the curved set's posterior spreads across the curvature (about 18 deg)."""
     fig = _jacobian_angle("synthetic-curved", 0.25)
     assert fig["largest_angle_deg"] > BOUND_DEG, fig
 
 
-@pytest.mark.parametrize("name", ["synthetic-manifold", "synthetic-curved"])
+@pytest.mark.parametrize(
+    "name", ["synthetic-manifold", pytest.param("synthetic-curved", marks=pytest.mark.slow)]
+)
 def test_denoiser_jacobian_fails_from_the_wrong_end(name):
     fig = _jacobian_angle(name, SIGMA, top=False)
     assert fig["largest_angle_deg"] > 45, fig
@@ -70,7 +73,7 @@ def test_denoiser_jacobian_fails_from_the_wrong_end(name):
 
 @pytest.mark.parametrize("name,bound", [("synthetic-manifold", 3.0), ("synthetic-curved", 20.0)])
 def test_local_pca_follows_the_manifold(name, bound):
-    """Measured (64 neighbours, 40 points): linear about 1 deg; curved about 12 deg (the
+    """Measured (64 neighbours, 16 points): linear about 1 deg; curved about 12 deg (the
     neighbourhood of 64 of 2,400 points on a 4-dimensional curved manifold is wide)."""
     bundle, x, exact = _set(name)
     q = local_pca_bases(bundle.train.tensors[0], x, exact.shape[2])

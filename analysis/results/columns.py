@@ -354,6 +354,14 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         optional=True,
     ),
     Column(
+        "ae_epoch_cap",
+        "float64",
+        "epochs",
+        "artifact quality: the autoencoders' epoch cap (the budget that built the artifacts: "
+        "the dataset's default or the preset's ae_max_epochs)",
+        optional=True,
+    ),
+    Column(
         "tangent_seed_overlap",
         "float64",
         "fraction [0, 1]",

@@ -23,14 +23,15 @@ from collections.abc import Callable
 import torch
 from torch.func import jvp, vmap
 
-AE, AE_SEED1, DENOISER_JACOBIAN, LOCAL_PCA, EXACT = (
-    "ae", "ae-seed1", "denoiser-jacobian", "local-pca", "exact",
-)  # fmt: skip
-ESTIMATORS = (AE, AE_SEED1, DENOISER_JACOBIAN, LOCAL_PCA, EXACT)
-# The headline estimate (trials.rho2, on/off sensitivity): the paper's estimator, the
-# autoencoder of seed 0, on every dataset, so headline figures stay comparable with the paper
-# and across datasets; the measures rows under every other estimate show how far they move.
-HEADLINE = AE
+from analysis.results.tangents import (  # noqa: F401  (the names, defined once there)
+    AE,
+    AE_SEED1,
+    DENOISER_JACOBIAN,
+    ESTIMATORS,
+    EXACT,
+    HEADLINE,
+    LOCAL_PCA,
+)
 
 # Neighbours: on synthetic-curved (largest angle) 16 -> 25 deg, 32 -> 15, 64 -> 12, 128 -> 13.
 LOCAL_PCA_NEIGHBOURS = 64
