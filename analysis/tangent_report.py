@@ -40,7 +40,8 @@ def agreement_table(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     if not out:
         return pd.DataFrame()
     df = pd.DataFrame(out).groupby(["dataset", "estimate", "against"], sort=False).first()
-    return df.reset_index()[["dataset", "estimate", "against", *AGREEMENT.values()]]
+    figures = [c for c in AGREEMENT.values() if c in df.columns]
+    return df.reset_index()[["dataset", "estimate", "against", *figures]]
 
 
 def rho2_by_estimate(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFrame:
