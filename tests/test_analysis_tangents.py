@@ -30,6 +30,7 @@ def _tables():
         rows.append(_row(cid, "tangent_overlap", 0.5, "ae", "local-pca"))
         rows.append(_row(cid, "tangent_overlap", 0.4, "ae-seed1", "local-pca"))
         rows.append(_row(cid, "tangent_largest_angle", 80.0, "ae", "ae-seed1"))
+        rows.append(_row(cid, "tangent_build_time", 12.0, "local-pca"))
     return trials, pd.DataFrame(rows)
 
 
@@ -50,6 +51,8 @@ def test_agreement_against_the_headline_without_exact_tangents():
     assert t.loc["ae-seed1", "overlap"] == pytest.approx(0.7)
     assert t.loc["ae-seed1", "largest angle"] == pytest.approx(80.0)
     assert t.loc["local-pca", "overlap"] == pytest.approx(0.5)
+    assert t.loc["local-pca", "build s"] == pytest.approx(12.0)
+    assert pd.isna(t.loc["ae-seed1", "build s"])
 
 
 def test_tables_without_the_tangent_column_are_empty():

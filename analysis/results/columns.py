@@ -571,7 +571,8 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
     "tangent_mean_angle": ("degrees", "mean principal angle", False),
     "tangent_median_angle": ("degrees", "median principal angle", False),
     "tangent_largest_angle": ("degrees", "largest principal angle", False),
-    "tangent_build_time": ("seconds", "time to build estimate `tangent` (artifacts)", None),
+    "tangent_build_time": ("seconds", "time to build estimate `tangent` (artifacts; reference '')",
+                           None),
     # trainables/measure/tangent_measures.py: the exact split of the headline gradient
     "gradient_distractor_share": ("fraction [0, 1]", "share of ||g||^2 on the distractor half",
                                   False),

@@ -125,7 +125,7 @@ class Artifacts:
     `D(x, sigma, y=None)` (class-conditional; y=None gives the unconditional one). `quality`:
     how well the nets trained and how far the estimates are apart (analysis/quality.py; the
     trial rows carry them too); `agreement`: one row per pair of estimates with every figure
-    of subspace.AGREEMENT_KEYS.
+    of subspace.AGREEMENT_KEYS; `build_times`: seconds per estimate (exact: none).
     """
 
     config: ArtifactConfig
@@ -138,6 +138,7 @@ class Artifacts:
     quality: dict = dataclasses.field(default_factory=dict)
     tangents: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
     agreement: list[dict] = dataclasses.field(default_factory=list)
+    build_times: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def artifacts_key(cfg: TrialConfig) -> str:
@@ -170,6 +171,7 @@ def load_artifacts(folder: str) -> Artifacts:
     return Artifacts(
         ArtifactConfig(**meta["config"]), t["x"], t["y"], t.get("signal_mask"),
         tangents[HEADLINE], denoiser, folder, meta["quality"], tangents, meta["agreement"],
+        meta["tangent_build_time_s"],
     )  # fmt: skip
 
 
@@ -253,8 +255,6 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     names = list(tangents)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     agree = [{"a": a, "b": b, **agreement(tangents[a], tangents[b])} for a, b in pairs]
-    for row in agree:  # how long the first of the pair took to build (exact: 0)
-        row["build_time_s"] = times.get(row["a"], 0.0)
     figures = {(r["a"], r["b"]): r for r in agree}
     seed_pair = figures[(AE, AE_SEED1)]
     quality = {
@@ -285,6 +285,7 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         "artifact_id": acfg.artifact_id,
         "quality": quality,
         "agreement": agree,
+        "tangent_build_time_s": times,
         "sha256": {name: file_sha256(os.path.join(tmp, name)) for name in files},
     }
     with open(os.path.join(tmp, META_FILE), "w") as f:

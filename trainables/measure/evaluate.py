@@ -104,6 +104,7 @@ class MeasureContext:
     quality: dict[str, float]  # the artifacts' quality figures (every summary carries them)
     tangents: dict[str, torch.Tensor]  # every tangent estimate by name (tangent_estimators.py)
     agreement: list[dict]  # every pair of estimates: subspace.AGREEMENT_KEYS (Artifacts)
+    tangent_build_times: dict[str, float]  # seconds per estimate (Artifacts.build_times)
     # The artifact set's calibration rows and the yardstick they make the headline:
     # (gradient, reference, metric, why) by analysis.results.calibration.choose_headline.
     calibration: list[dict]
@@ -245,6 +246,7 @@ def build_context(
         quality=dict(art.quality),
         tangents={name: q.to(device) for name, q in art.tangents.items()},
         agreement=list(art.agreement),
+        tangent_build_times=dict(art.build_times),
         calibration=calibration,
         yardstick=yardstick,
     )

@@ -35,7 +35,6 @@ DIGIT_SPANS = {"digits-distractor": lambda: upsampling_basis(DIGIT_SIZE), "mnist
 AGREEMENT_MEASURES = {
     "overlap": "tangent_overlap", "mean_angle_deg": "tangent_mean_angle",
     "median_angle_deg": "tangent_median_angle", "largest_angle_deg": "tangent_largest_angle",
-    "build_time_s": "tangent_build_time",
 }
 SPLIT_MEASURES = ("gradient_distractor_share", "gradient_outside_span_share",
                   "gradient_in_span_share")  # fmt: skip
@@ -61,6 +60,9 @@ def measure_tangent_estimates(ctx, probe) -> dict:
         for key, measure in AGREEMENT_MEASURES.items():
             probe.rows.append(measure_row(measure, probe.epoch, pair[key], 0.0, n,
                                           tangent=pair["a"], reference=pair["b"]))  # fmt: skip
+    for name, seconds in ctx.tangent_build_times.items():
+        probe.rows.append(measure_row("tangent_build_time", probe.epoch, seconds, 0.0, n,
+                                      tangent=name))  # fmt: skip
     finite = [v for v in values.values() if math.isfinite(v)]
     return {"rho2_tangent_spread": max(finite) - min(finite) if len(finite) > 1 else math.nan}
 
