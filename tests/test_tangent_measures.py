@@ -14,7 +14,7 @@ from trainables.data.digits import upsampling_basis
 from trainables.measure.evaluate import build_measurer
 from trainables.measure.protocol import headline_for
 from trainables.measure.tangent_estimators import ESTIMATORS, HEADLINE
-from trainables.measure.tangent_measures import gradient_split
+from trainables.measure.tangent_measures import gradient_split, usable
 
 
 class BayesClassifier(nn.Module):
@@ -109,3 +109,10 @@ def test_gradient_split_shares():
     assert float(s["gradient_outside_span_share"][2]) == pytest.approx(132 / 392, abs=0.08)
     # no known span (mnist-distractor): nothing is outside it
     assert float(gradient_split(g, mask, None)["gradient_outside_span_share"].abs().max()) < 1e-12
+
+
+def test_a_jacobian_without_an_eigenvalue_gap_is_not_measured_under():
+    assert not usable("denoiser-jacobian", {"jacobian_eigenvalue_gap": 0.003})  # digits
+    assert usable("denoiser-jacobian", {"jacobian_eigenvalue_gap": 0.26})  # curved
+    assert not usable("denoiser-jacobian", {})
+    assert usable("local-pca", {})
