@@ -13,6 +13,7 @@ from analysis.results.tangents import ESTIMATORS, EXACT, HEADLINE
 AGREEMENT = {"tangent_overlap": "overlap", "tangent_mean_angle": "mean angle",
              "tangent_median_angle": "median angle", "tangent_largest_angle": "largest angle"}
 BUILD = "tangent_build_time"  # seconds per estimate (reference '')
+OUTSIDE = "tangent_outside_span_share"  # digits: an estimate's dimensions where no tangent is
 SPLIT = {"gradient_distractor_share": "distractor", "gradient_outside_span_share": "outside span",
          "gradient_in_span_share": "within span"}  # fmt: skip
 
@@ -44,7 +45,15 @@ def agreement_table(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     df = df.reset_index()[["dataset", "estimate", "against", *figures]]
     times = _last(measures, [BUILD]).merge(trials[["config_id", "dataset"]], on="config_id")
     times = times.groupby(["dataset", "tangent"])["value"].first().rename("build s")
-    return df.join(times, on=["dataset", "estimate"])
+    df = df.join(times, on=["dataset", "estimate"])
+    leak = _last(measures, [OUTSIDE]).merge(trials[["config_id", "dataset"]], on="config_id")
+    if leak.empty:
+        return df
+    leak = leak.groupby(["dataset", "tangent"])["value"].first().rename("outside span")
+    head = leak.reset_index().rename(columns={"tangent": "estimate"})
+    head = head[head["estimate"] == HEADLINE].assign(against="-")  # the headline's own row
+    return pd.concat([df, head], ignore_index=True).drop(columns="outside span").join(
+        leak, on=["dataset", "estimate"])  # fmt: skip
 
 
 def rho2_by_estimate(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFrame:
@@ -72,6 +81,10 @@ def rho2_by_estimate(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFra
             columns=SPLIT).columns]]  # fmt: skip
         table = table.join(shares)
         table["floor"] = table["distractor"] + table["outside span"]
+        # An estimate whose rho2 is below the exact floor provably counts directions as
+        # tangent where no tangent exists (on the distractor half or outside the span).
+        below = table[names].lt(table["floor"], axis=0)
+        table["below floor"] = below.apply(lambda r: ", ".join(r.index[r]), axis=1)
     table["trials"] = m[m["tangent"] == names[0]].groupby(keys)["config_id"].nunique()
     return table.reset_index()
 
@@ -85,7 +98,10 @@ def tangent_section(doc, trials: pd.DataFrame, measures: pd.DataFrame) -> None:
         "Every estimate of the tangent spaces the artifacts keep, against the exact ones "
         "(oracle sets) or the headline autoencoder's (elsewhere): the projection overlap "
         "tr(P1 P2) / k (1 = the same spaces, k / d = unrelated) and the principal angles in "
-        f"degrees (mean, median, largest: the largest saturates). The headline is '{HEADLINE}'."
+        "degrees (mean, median, largest: the largest saturates). The headline is "
+        f"'{HEADLINE}'. 'outside span' (digits-distractor): the share of an estimate's "
+        "dimensions where no tangent exists (the distractor half, or outside the digit half's "
+        "upsampling span), an estimator-free check: the true tangent spaces read 0."
     )
     doc.table(agree)
     rho = rho2_by_estimate(trials, measures)
@@ -96,6 +112,8 @@ def tangent_section(doc, trials: pd.DataFrame, measures: pd.DataFrame) -> None:
         "epoch) and the spread across estimates. On digits-distractor, 'distractor' and "
         "'outside span' are the gradient's exact shares on the distractor half and outside "
         "the digit half's upsampling span; their sum, 'floor', is part of rho2 under every "
-        "estimate, so only rho2 - floor depends on the estimate."
+        "estimate, so only rho2 - floor depends on the estimate; 'below floor' names the "
+        "estimates whose rho2 is lower than that, which are provably wrong there (they count "
+        "directions as tangent where no tangent exists)."
     )
     doc.table(rho)

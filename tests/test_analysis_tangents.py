@@ -31,6 +31,8 @@ def _tables():
         rows.append(_row(cid, "tangent_overlap", 0.4, "ae-seed1", "local-pca"))
         rows.append(_row(cid, "tangent_largest_angle", 80.0, "ae", "ae-seed1"))
         rows.append(_row(cid, "tangent_build_time", 12.0, "local-pca"))
+        rows.append(_row(cid, "tangent_outside_span_share", 0.39, "ae"))
+        rows.append(_row(cid, "tangent_outside_span_share", 0.0, "local-pca"))
     return trials, pd.DataFrame(rows)
 
 
@@ -42,12 +44,25 @@ def test_rho2_per_estimate_with_spread_and_floor():
     assert g["spread"] == pytest.approx(0.3)
     assert g["floor"] == pytest.approx(0.3) and g["trials"] == 2
     assert t.loc[("none", 0.0), "ae"] == pytest.approx(0.7)
+    assert g["below floor"] == ""  # every estimate reads above the floor 0.3
+
+
+def test_estimates_below_the_exact_floor_are_named():
+    trials, measures = _tables()
+    share = measures["measure"] == "gradient_distractor_share"
+    measures.loc[share, "value"] = 0.58  # floor 0.68: ae (0.55) and ae-seed1 (0.65) below
+    g = rho2_by_estimate(trials, measures).set_index(["method", "strength"]).loc[
+        ("gradnorm", 1.0)]  # fmt: skip
+    assert g["below floor"] == "ae, ae-seed1"
 
 
 def test_agreement_against_the_headline_without_exact_tangents():
     trials, measures = _tables()
     t = agreement_table(trials, measures).set_index("estimate")
-    assert set(t.index) == {"ae-seed1", "local-pca"} and (t["against"] == "ae").all()
+    assert set(t.index) == {"ae", "ae-seed1", "local-pca"}
+    assert (t.drop(index="ae")["against"] == "ae").all()
+    assert t.loc["ae", "outside span"] == pytest.approx(0.39)
+    assert t.loc["local-pca", "outside span"] == pytest.approx(0.0)
     assert t.loc["ae-seed1", "overlap"] == pytest.approx(0.7)
     assert t.loc["ae-seed1", "largest angle"] == pytest.approx(80.0)
     assert t.loc["local-pca", "overlap"] == pytest.approx(0.5)

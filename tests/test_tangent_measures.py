@@ -14,7 +14,7 @@ from trainables.data.digits import upsampling_basis
 from trainables.measure.evaluate import build_measurer
 from trainables.measure.protocol import headline_for
 from trainables.measure.tangent_estimators import ESTIMATORS, HEADLINE
-from trainables.measure.tangent_measures import gradient_split, usable
+from trainables.measure.tangent_measures import basis_outside_span, gradient_split, usable
 
 
 class BayesClassifier(nn.Module):
@@ -116,3 +116,16 @@ def test_a_jacobian_without_an_eigenvalue_gap_is_not_measured_under():
     assert usable("denoiser-jacobian", {"jacobian_eigenvalue_gap": 0.26})  # curved
     assert not usable("denoiser-jacobian", {})
     assert usable("local-pca", {})
+
+
+def test_basis_outside_span_reads_zero_for_a_basis_in_the_span_and_one_on_the_distractor():
+    bundle = load_dataset("digits-distractor", 0)
+    mask = bundle.signal_mask_test[:2]
+    u = upsampling_basis()
+    q = torch.zeros(2, 392, 4, dtype=torch.float64)
+    q[0][mask[0].reshape(-1)] = u[:, :4]  # a tangent space inside the span
+    distractor = (~mask[1].reshape(-1)).nonzero().squeeze(1)[:4]
+    q[1][distractor, torch.arange(4)] = 1.0  # four pixels of the fixed glyph
+    out = basis_outside_span(q, mask, u)
+    assert float(out[0]) == pytest.approx(0.0, abs=1e-12)
+    assert float(out[1]) == pytest.approx(1.0)

@@ -578,6 +578,10 @@ MEASURES: dict[str, tuple[str, str, bool | None]] = {
                                   False),
     "gradient_outside_span_share": (
         "fraction [0, 1]", "share of ||g||^2 in the digit half outside its exact span", False),
+    "tangent_outside_span_share": (
+        "fraction [0, 1]", "share of estimate `tangent`'s dimensions outside the exact span of "
+        "every true tangent (digits: distractor half + outside the upsampling span); 0 if right",
+        False),
     "gradient_in_span_share": (
         "fraction [0, 1]", "share of ||g||^2 within the digit half's exact span", None),
     "eval_accuracy": ("fraction [0, 1]", "clean accuracy on the evaluation points", True),

@@ -107,14 +107,30 @@ def gradient_split(g: torch.Tensor, mask: torch.Tensor, span: torch.Tensor | Non
     }
 
 
+def basis_outside_span(q: torch.Tensor, mask: torch.Tensor, span: torch.Tensor | None):
+    """Share of a tangent estimate's dimensions that lie where no tangent exists, `(B,)`:
+    ||Q outside S||_F^2 / k for bases q `(B, d, k)` (S as in `gradient_split`). 0 for a basis
+    inside S; the true tangent spaces read 0."""
+    qd = q.to(torch.float64)
+    k = q.shape[2]
+    m = mask.reshape(len(q), -1).to(qd.device)
+    digit = qd[m].view(len(q), -1, k)  # (B, h, k)
+    inside = digit.pow(2).sum((1, 2)) if span is None else (
+        span.to(qd).T @ digit).pow(2).sum((1, 2))  # fmt: skip
+    return 1 - inside / k
+
+
 def measure_estimator_free(ctx, probe) -> dict:
     """The exact split of the headline gradient (module docstring); summary `rho2_floor`, the
     estimator-free lower bound on rho2 (NaN on sets without a known span)."""
     if ctx.mask is None or ctx.cfg.dataset not in DIGIT_SPANS:
         return {"rho2_floor": math.nan}
     make = DIGIT_SPANS[ctx.cfg.dataset]
-    shares = gradient_split(probe.grads[ctx.head.gradient], ctx.mask,
-                            make() if make else None)  # fmt: skip
+    span = make() if make else None
+    shares = gradient_split(probe.grads[ctx.head.gradient], ctx.mask, span)
     rows = {name: probe.row(name, v.cpu(), gradient=ctx.head.gradient)["value"]
             for name, v in shares.items()}  # fmt: skip
+    for name, q in ctx.tangents.items():  # an estimator-free check of each estimate
+        probe.row("tangent_outside_span_share", basis_outside_span(q, ctx.mask, span).cpu(),
+                  tangent=name)  # fmt: skip
     return {"rho2_floor": rows["gradient_distractor_share"] + rows["gradient_outside_span_share"]}
