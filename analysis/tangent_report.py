@@ -45,15 +45,15 @@ def agreement_table(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFram
     df = df.reset_index()[["dataset", "estimate", "against", *figures]]
     times = _last(measures, [BUILD]).merge(trials[["config_id", "dataset"]], on="config_id")
     times = times.groupby(["dataset", "tangent"])["value"].first().rename("build s")
-    df = df.join(times, on=["dataset", "estimate"])
     leak = _last(measures, [OUTSIDE]).merge(trials[["config_id", "dataset"]], on="config_id")
     if leak.empty:
-        return df
+        return df.join(times, on=["dataset", "estimate"])
     leak = leak.groupby(["dataset", "tangent"])["value"].first().rename("outside span")
     head = leak.reset_index().rename(columns={"tangent": "estimate"})
-    head = head[head["estimate"] == HEADLINE].assign(against="-")  # the headline's own row
-    return pd.concat([df, head], ignore_index=True).drop(columns="outside span").join(
-        leak, on=["dataset", "estimate"])  # fmt: skip
+    head = head[head["estimate"] == HEADLINE].assign(against="-")[["dataset", "estimate",
+                                                                   "against"]]  # fmt: skip
+    df = pd.concat([df, head], ignore_index=True)  # the headline's own row
+    return df.join(times, on=["dataset", "estimate"]).join(leak, on=["dataset", "estimate"])
 
 
 def rho2_by_estimate(trials: pd.DataFrame, measures: pd.DataFrame) -> pd.DataFrame:
