@@ -4,10 +4,10 @@ rho2 on digits (trainables/measure/tangent_measures.py)."""
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 import trainables.measure.artifacts as art_mod
 from analysis.results import tables
+from tests.test_measure_rho import BayesClassifier
 from trainables.config import TrialConfig
 from trainables.data import load_dataset
 from trainables.data.digits import upsampling_basis
@@ -15,16 +15,6 @@ from trainables.measure.evaluate import build_measurer
 from trainables.measure.protocol import headline_for
 from trainables.measure.tangent_estimators import ESTIMATORS, HEADLINE
 from trainables.measure.tangent_measures import basis_outside_span, gradient_split, usable
-
-
-class BayesClassifier(nn.Module):
-    def __init__(self, oracle):
-        super().__init__()
-        self.oracle = oracle
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        return self.oracle.bayes_logits(x).to(x.dtype) + 0 * self.dummy
 
 
 @pytest.fixture(scope="module")
