@@ -60,14 +60,14 @@ def test_interior_peak_is_found_with_its_gain_and_holds():
     assert r["peak_strength"] == 1.0 and r["position"] == "interior"
     assert r["gain"] == pytest.approx(0.1, abs=0.01) and r["gain_ci_low"] > 0
     assert r["fall"] == pytest.approx(0.2, abs=0.01) and r["fall_ci_low"] > 0
-    assert r["verdict"] == study.HOLDS
+    assert r["verdict"] == uncertainty.HOLDS
     assert len(r["gain_per_seed"].split(",")) == len(SEEDS)  # per-seed values in the table
 
 
 def test_the_regime_is_reported_but_does_not_decide_the_peak_test():
     r = f2(frame(peaked), regime="excessive")
     assert r["regime_paper"] == r["regime_scale_free"] == "excessive"
-    assert r["verdict"] == study.HOLDS
+    assert r["verdict"] == uncertainty.HOLDS
 
 
 def test_a_peak_at_the_edge_of_the_grid_is_reported_as_such():
@@ -76,10 +76,10 @@ def test_a_peak_at_the_edge_of_the_grid_is_reported_as_such():
     r = f2(frame(lambda x: np.where(np.isinf(x), 0.4, 0.6 - 0.03 * (x + 2))))
     assert r["peak_strength"] == STRENGTHS[0] and r["gain_ci_low"] > 0 and r["fall_ci_low"] > 0
     assert r["position"] == f"{study.EDGE} (lowest swept strength)"
-    assert r["verdict"] == study.UNSURE
+    assert r["verdict"] == uncertainty.UNSURE
     top = f2(frame(lambda x: np.where(np.isinf(x), 0.4, 0.5 + 0.03 * x)))
     assert top["position"] == f"{study.EDGE} (largest swept strength)"
-    assert top["verdict"] == study.UNSURE
+    assert top["verdict"] == uncertainty.UNSURE
     table = verdicts.verdict_table(_tables(f2_rows=[r]))
     assert "at the edge of the grid" in table["numbers"].iloc[0]
 
@@ -88,7 +88,7 @@ def test_alignment_falling_from_the_baseline_does_not_hold():
     r = f2(frame(lambda x: np.where(np.isinf(x), 0.6, 0.55 - 0.02 * (x + 2))))
     assert r["peak_strength"] == STRENGTHS[0]  # the best robust model, still below baseline
     assert r["gain"] == pytest.approx(-0.05, abs=0.01) and r["gain_ci_high"] < 0
-    assert r["verdict"] == study.FAILS
+    assert r["verdict"] == uncertainty.FAILS
 
 
 def test_peak_gain_is_chosen_leave_one_seed_out():
@@ -101,7 +101,7 @@ def test_peak_gain_is_chosen_leave_one_seed_out():
         rows.loc[hit, PRED] = 0.6
     r = f2(rows)
     assert r["gain"] == pytest.approx(0.0, abs=1e-12)
-    assert r["verdict"] != study.HOLDS
+    assert r["verdict"] != uncertainty.HOLDS
 
 
 def test_peak_interval_uses_its_confidence_level():
@@ -119,13 +119,13 @@ def test_f1_rho2_falling_while_accuracy_holds():
     r = out[out["quantity"] == "rho2 change"].iloc[0]
     assert r["strength"] == pytest.approx(10.0)  # largest strength that keeps accuracy
     assert r["estimate"] == pytest.approx(0.5 - 0.05 - 0.6, abs=0.01)
-    assert set(out["verdict"]) == {study.HOLDS}
+    assert set(out["verdict"]) == {uncertainty.HOLDS}
     assert set(out["role"]) == {"test", "support"}
 
 
 def test_f1_rho2_rising_does_not_hold():
     out = study.finding_1(frame(peaked, rho2=lambda x: np.where(np.isinf(x), 0.3, 0.4 + 0.01 * x)))
-    assert set(out["verdict"]) == {study.FAILS}
+    assert set(out["verdict"]) == {uncertainty.FAILS}
 
 
 def test_f1_tests_every_tangent_estimator_and_needs_all_of_them():
@@ -134,13 +134,13 @@ def test_f1_tests_every_tangent_estimator_and_needs_all_of_them():
     df["rho2@local-pca"] = df["rho2"].where(df["method"] == "none", 0.7)  # rises here
     out = study.finding_1(df)
     tested = out[out["role"] == "test"].set_index("tangent")["verdict"]
-    assert tested.to_dict() == {"ae": study.HOLDS, "local-pca": study.FAILS}
+    assert tested.to_dict() == {"ae": uncertainty.HOLDS, "local-pca": uncertainty.FAILS}
     line = verdicts.verdict_table(_tables(f1=out)).iloc[0]
-    assert line["verdict"] == study.FAILS
+    assert line["verdict"] == uncertainty.FAILS
     # off/on is support: its own verdict does not gate F1
     only_ae = out[out["tangent"] != "local-pca"]
     only_ae.loc[only_ae["role"] == "support", ["estimate", "p_value"]] = (0.5, 1e-9)
-    assert verdicts.verdict_table(_tables(f1=only_ae)).iloc[0]["verdict"] == study.HOLDS
+    assert verdicts.verdict_table(_tables(f1=only_ae)).iloc[0]["verdict"] == uncertainty.HOLDS
     # on an oracle set the exact tangents are the estimator
     exact = df.assign(rho2_exact=df["rho2"])
     assert set(study.finding_1(exact).query("role == 'test'")["tangent"]) == {"exact"}
@@ -150,7 +150,7 @@ def test_f3_reads_the_change_of_the_signal_distractor_ratio():
     out = study.finding_3(frame(peaked)).iloc[0]
     # ratio 1 + x + 2 at x = 2 (strength 100, accurate) over the baseline's 1 + (-2) + 2 = 1
     assert out["estimate"] == pytest.approx(np.log(5.0), abs=0.02)
-    assert out["verdict"] == study.HOLDS
+    assert out["verdict"] == uncertainty.HOLDS
 
 
 def planted_link(within: float, confound: float, seed: int = 0) -> pd.DataFrame:
@@ -175,10 +175,10 @@ def _link_row(df, test):
 def test_a_link_planted_within_seeds_is_found_with_its_sign():
     for test in study.LINK_TESTS:
         r = _link_row(planted_link(within=1.0, confound=0.0), test)
-        assert r["spearman"] < -0.3 and r["ci_high"] < 0 and r["verdict"] == study.HOLDS
+        assert r["spearman"] < -0.3 and r["ci_high"] < 0 and r["verdict"] == uncertainty.HOLDS
         assert r["n_seeds"] == len(SEEDS) and len(r["per_seed"].split(",")) == len(SEEDS)
         flipped = _link_row(planted_link(within=-1.0, confound=0.0), test)
-        assert flipped["spearman"] > 0.3 and flipped["verdict"] == study.FAILS
+        assert flipped["spearman"] > 0.3 and flipped["verdict"] == uncertainty.FAILS
 
 
 def test_a_confound_across_seeds_does_not_make_the_link_hold():
@@ -186,7 +186,7 @@ def test_a_confound_across_seeds_does_not_make_the_link_hold():
     pooled = stats.spearmanr(df[study.rho2_col("pred_logit")], df[PRED]).statistic
     assert pooled < -0.8  # what pooling trials over seeds (the old link) would have reported
     for test in study.LINK_TESTS:
-        assert _link_row(df, test)["verdict"] != study.HOLDS
+        assert _link_row(df, test)["verdict"] != uncertainty.HOLDS
 
 
 def test_link_beyond_the_knob_removes_what_the_strength_explains():
@@ -196,8 +196,8 @@ def test_link_beyond_the_knob_removes_what_the_strength_explains():
         return np.where(np.isinf(x), 0.3, 0.5 + 0.05 * x)
 
     df = frame(align, rho2=lambda x: np.where(np.isinf(x), 0.9, 0.5 - 0.1 * x), noise=0.01)
-    assert _link_row(df, "within seeds")["verdict"] == study.HOLDS
-    assert _link_row(df, "beyond the knob")["verdict"] != study.HOLDS
+    assert _link_row(df, "within seeds")["verdict"] == uncertainty.HOLDS
+    assert _link_row(df, "beyond the knob")["verdict"] != uncertainty.HOLDS
 
 
 def test_t_interval_is_scipys_student_t():
@@ -205,8 +205,8 @@ def test_t_interval_is_scipys_student_t():
     assert (est.estimate, est.n) == (2.0, 3)
     assert est.high - est.estimate == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3))
     assert est.p_value == pytest.approx(stats.ttest_1samp([1.0, 2.0, 3.0], 0).pvalue)
-    assert uncertainty.verdict(est.estimate, est.p_value, +1) == study.UNSURE  # 2 +- 2.48
-    assert uncertainty.side(est.low, est.high, +1) == study.UNSURE
+    assert uncertainty.verdict(est.estimate, est.p_value, +1) == uncertainty.UNSURE  # 2 +- 2.48
+    assert uncertainty.side(est.low, est.high, +1) == uncertainty.UNSURE
 
 
 def test_holm_adjusts_step_down_and_flips_a_borderline_verdict():
@@ -219,9 +219,9 @@ def test_holm_adjusts_step_down_and_flips_a_borderline_verdict():
                        "estimate": [1.0, 1.0, 1.0], "ci_low": 0.1, "ci_high": 2.0,
                        "p_value": [0.001, 0.03, 0.03], "strength": 1.0})  # fmt: skip
     table = verdicts.verdict_table(_tables(f3=f3)).set_index("method / pair")
-    assert (table["verdict uncorrected"] == study.HOLDS).all()
-    assert table.loc["a", "verdict"] == study.HOLDS
-    assert table.loc[["b", "c"], "verdict"].tolist() == [study.UNSURE, study.UNSURE]
+    assert (table["verdict uncorrected"] == uncertainty.HOLDS).all()
+    assert table.loc["a", "verdict"] == uncertainty.HOLDS
+    assert table.loc[["b", "c"], "verdict"].tolist() == [uncertainty.UNSURE, uncertainty.UNSURE]
     assert table.loc[["b", "c"], "p (Holm)"].tolist() == pytest.approx([0.06, 0.06])
     assert "3 verdicts: 1 holds, 0 does not hold, 2 inconclusive, 0 not testable" in (
         verdicts.summary_counts(table.reset_index()))
