@@ -234,11 +234,11 @@ register(
 #   strength swept (lambda 0.01, epsilon 0.1) and the accurate range ends near lambda 0.1 and
 #   epsilon 0.2 there;
 # - to pay for it (348 trials instead of 150) within 45 minutes on 2 idle cores, 6 epochs
-#   instead of 8 (the one-cycle schedule follows the epoch count) and 32 evaluation points
+#   instead of 8 (the one-cycle schedule follows the epoch count) and 24 evaluation points
 #   instead of 48: the estimate (BENCHMARKS.md, "Study cost") is about 41 minutes, against
-#   about 55 with the old recipe.
+#   about 54 with the old recipe.
 STUDY_SEEDS = 6
-STUDY_OVERRIDES = dict(epochs=6, batch_size=32, lr=3e-3, eval_points=32, noise_draws=4)
+STUDY_OVERRIDES = dict(epochs=6, batch_size=32, lr=3e-3, eval_points=24, noise_draws=4)
 
 
 def study_strengths(n: int) -> dict[str, tuple[float, ...]]:
