@@ -113,6 +113,13 @@ def study_frame(res: Results) -> pd.DataFrame:
             parts.append(wide)
     r2 = m[m["measure"] == "rho2"]
     headline_rows = r2[tangent[r2.index] == ""]  # the trial's headline estimator
+    if headline_rows.empty and len(r2) and "rho2" in trials:
+        # every row names its estimator: the headline one is the one trials.rho2 reports
+        named = r2.assign(_tangent=tangent[r2.index]).merge(
+            trials[["config_id", "rho2"]].rename(columns={"rho2": "_trial"}), on="config_id")
+        gap = (named["value"] - named["_trial"]).abs().groupby(named["_tangent"]).min()
+        if gap.notna().any():
+            headline_rows = r2[tangent[r2.index] == gap.idxmin()]
     if len(headline_rows):
         wide = headline_rows.pivot_table(index="config_id", columns="gradient", values="value")
         wide.columns = [rho2_col(g) for g in wide.columns]

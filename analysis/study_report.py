@@ -173,7 +173,8 @@ def _f2(doc: Document, t) -> None:
         "largest strength. A peak at the lowest or largest swept strength is 'at the edge of "
         "the grid' (position): inconclusive, since the curve may go on rising beyond it."
     )
-    cols = [c for c in t["f2"].columns if c not in ("regime_paper", "regime_scale_free")]
+    cols = [c for c in t["f2"].columns if c not in ("regime_paper", "regime_scale_free",
+                                                      "signed")]  # fmt: skip
     for pair, rows in t["f2"].groupby(["gradient", "reference"], sort=False):
         doc.heading(PAIR_NAMES.get(pair, " / ".join(pair)), 3)
         doc.table(rows[cols].drop(columns=["gradient", "reference"]))

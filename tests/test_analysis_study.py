@@ -251,3 +251,26 @@ def _tables(f1=None, f2_rows=(), f3=None, link=None) -> dict:
         "f3": empty if f3 is None else f3,
         "link": pd.DataFrame(columns=link_cols) if link is None else link,
     }
+
+
+def test_study_frame_reads_rho2_under_every_tangent_estimator():
+    """The tangent interface (HELPERS.md): measures rows with a `tangent` name give
+    `rho2@<name>` of the headline gradient (the one rho1 is measured for); the headline rows
+    (tangent "", or else the estimator trials.rho2 reports) give `rho2:<gradient>`."""
+    from analysis.load import Results
+
+    trials = pd.DataFrame({"config_id": ["a", "b"], "status": "completed", "method": "none",
+                           "strength": 0.0, "seed": [0, 1], "dataset": "d",
+                           "rho2": [0.5, 0.6]})  # fmt: skip
+    rows = []
+    for cid, r in (("a", 0.5), ("b", 0.6)):
+        rows.append(dict(config_id=cid, epoch=1, measure="rho1", gradient="log_prob", value=r))
+        for tangent, v in (("ae", r), ("local-pca", r - 0.2)):
+            for g, shift in (("log_prob", 0.0), ("pred_logit", 0.1)):
+                rows.append(dict(config_id=cid, epoch=1, measure="rho2", gradient=g,
+                                 value=v + shift, tangent=tangent))  # fmt: skip
+    measures = pd.DataFrame(rows).assign(reference="", metric="")
+    df = study.study_frame(Results(trials, measures, ()))
+    assert df["rho2@local-pca"].tolist() == pytest.approx([0.3, 0.4])  # log_prob's, not pred's
+    assert df["rho2:pred_logit"].tolist() == pytest.approx([0.6, 0.7])  # "ae" is the headline
+    assert study.rho2_estimators(df) == [("rho2@ae", "ae"), ("rho2@local-pca", "local-pca")]
