@@ -213,35 +213,32 @@ def _link(doc: Document, t) -> None:
     doc.table(t["link"])
 
 
+PAPER_TABLES = (
+    ("hypothesis_2", "Hypothesis 2: where the gradient's energy lies (oracle sets)",
+     "Shares of the headline gradient's squared norm on the signal span, on the distractor "
+     "span and off the manifold, means over seeds per method and strength (exact spans). "
+     "Hypothesis 2: robust training moves energy from off the manifold and from the "
+     "distractor onto the signal."),
+    ("theorem_1", "Theorem 1: rho1 approaches rho2 for small noise",
+     "rho1 at the smallest measured noise level minus rho2 of the same gradient (per seed: "
+     "mean over the method's trials; t-interval across seeds) and their Spearman correlation "
+     "within seeds. rho1 is a Monte Carlo ratio with a small upward bias (docs/method.md, "
+     "about +0.01 at 32 draws)."),
+    ("theorem_2", "Theorem 2: the exact Bayes gradient lies on the signal manifold",
+     "The exact Bayes classifier's gradient on the oracle sets: its off-manifold energy share "
+     "(its rho2 on the exact tangents) and its distractor energy, both predicted ~0 (mean and "
+     "largest over every trial's evaluation points), beside the models' best mean cosine "
+     "with it."),
+)  # fmt: skip
+
+
 def _paper(doc: Document, t) -> None:
     doc.heading("The paper's own statements")
-    if len(t["hypothesis_2"]):
-        doc.heading("Hypothesis 2: where the gradient's energy lies (oracle sets)", 3)
-        doc.para(
-            "Shares of the headline gradient's squared norm on the signal span, on the "
-            "distractor span and off the manifold, means over seeds per method and strength "
-            "(exact spans). Hypothesis 2: robust training moves energy from off the manifold "
-            "and from the distractor onto the signal."
-        )
-        doc.table(t["hypothesis_2"])
-    if len(t["theorem_1"]):
-        doc.heading("Theorem 1: rho1 approaches rho2 for small noise", 3)
-        doc.para(
-            "rho1 at the smallest measured noise level minus rho2 of the same gradient "
-            "(per seed: mean over the method's trials; t-interval across seeds) and their "
-            "Spearman correlation within seeds. rho1 is a Monte Carlo ratio with a small upward "
-            "bias (docs/method.md, about +0.01 at 32 draws)."
-        )
-        doc.table(t["theorem_1"])
-    if len(t["theorem_2"]):
-        doc.heading("Theorem 2: the exact Bayes gradient lies on the signal manifold", 3)
-        doc.para(
-            "The exact Bayes classifier's gradient on the oracle sets: its off-manifold energy "
-            "share (its rho2 on the exact tangents) and its distractor energy, both predicted "
-            "~0 (mean and largest over every trial's evaluation points), beside the models' "
-            "best mean cosine with it."
-        )
-        doc.table(t["theorem_2"])
+    for key, title, text in PAPER_TABLES:
+        if len(t[key]):
+            doc.heading(title, 3)
+            doc.para(text)
+            doc.table(t[key])
 
 
 def _nulls(doc: Document, t) -> None:
