@@ -18,8 +18,8 @@ TANGENT_SEED_WARN_DEG = 20.0
 
 QUALITY_COLUMNS = (
     "ae_val_reconstruction_error", "ae_epochs_run", "tangent_seed_angle_deg",
-    "tangent_exact_angle_deg", "denoiser_val_loss", "denoiser_baseline_val_loss",
-    "denoiser_epochs_run", "build_time_s",
+    "tangent_exact_angle_deg", "tangent_exact_overlap", "denoiser_val_loss",
+    "denoiser_baseline_val_loss", "denoiser_epochs_run", "build_time_s",
 )  # fmt: skip
 
 

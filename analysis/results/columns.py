@@ -344,6 +344,15 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         optional=True,
     ),
     Column(
+        "tangent_exact_overlap",
+        "float64",
+        "share in [0, 1]",
+        "artifact quality on the synthetic sets: mean tr(P_ae P_exact) / k, the share of the "
+        "exact k-dimensional tangent space the autoencoder's tangent space captures",
+        False,
+        optional=True,
+    ),
+    Column(
         "denoiser_val_loss",
         "float64",
         "EDM-weighted squared error per pixel",

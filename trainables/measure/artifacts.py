@@ -167,6 +167,13 @@ def _stack(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
+# merges with issue 20's overlap
+def _overlap(q: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """tr(P_q P_exact) / k `(B,)`: the share of the exact k-dimensional tangent space the
+    estimate captures (1 = contains it; k_q / d for a random estimate)."""
+    return (q.transpose(-1, -2) @ exact).pow(2).sum((-1, -2)) / exact.shape[-1]
+
+
 def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     """Train the autoencoders and denoiser, compute tangent bases and the quality figures,
     write everything with checksums."""
@@ -207,7 +214,8 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     denoiser_meta = load_denoiser(os.path.join(tmp, "denoiser.pt")).config
     if oracle is not None:
         exact = oracle.tangent_at(x).to(tangents[0].dtype)
-        angles = {"tangent_exact_angle_deg": largest_principal_angle(tangents[0], exact)}
+        angles = {"tangent_exact_angle_deg": largest_principal_angle(tangents[0], exact),
+                  "tangent_exact_overlap": _overlap(tangents[0], exact)}  # fmt: skip
     else:
         angles = {"tangent_seed_angle_deg": largest_principal_angle(tangents[0], tangents[1])}
     quality = {
