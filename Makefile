@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/pags sweep --preset digits-quick
 	$(BIN)/pags analyze results/digits-quick
 
-# The study behind RESULTS.md: two sweeps (3 seeds each), then the verdicts (~29 min, 2 cores).
+# The study behind RESULTS.md: two sweeps (6 seeds each), then the verdicts (~41 min, 2 cores, estimated).
 study: $(STAMP)
 	$(BIN)/pags sweep --preset study-digits
 	$(BIN)/pags sweep --preset study-curved

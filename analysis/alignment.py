@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import BASELINE_METHOD, build_levels, split_groups, standard_errors, usable
 from analysis.regimes import B1, B2, regime_at
 from analysis.report_tables import CORRELATION_COLUMNS, PEAK_COLUMNS
 from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.uncertainty import (
+    MIN_TRIALS_PER_SEED,
+    estimate_outside,
+    per_seed_text,
+    percentile_ci,
+    resample_means,
+    seed_spearman,
+)
 
 ALIGN = "alignment"
 ROBUST = "relative_off_manifold_robustness"
@@ -162,14 +168,16 @@ def alignment_correlation(
     ci: float = 0.95,
     quantity: str = ROBUST,
 ) -> pd.DataFrame:
-    """Spearman correlation across trials between `quantity` and alignment, per (dataset,
-    model) over all methods ("all", baseline included) and per method (its trials plus the
-    baseline). `quantity`: relative off-manifold robustness (off/on at the headline step) or
-    RHO2, the gradient's off-manifold share; lower = more robust off-manifold for both.
+    """Spearman correlation between `quantity` and alignment, per (dataset, model) over all
+    methods ("all", baseline included) and per method (its trials plus the baseline).
+    `quantity`: relative off-manifold robustness (off/on at the headline step) or RHO2, the
+    gradient's off-manifold share; lower = more robust off-manifold for both.
 
     The paper predicts a negative rho (more off-manifold robustness, i.e. a smaller value,
     goes with higher alignment); with RHO2 this is its central claim in one number.
-    CI: percentile interval over resampled trials.
+    Computed within each seed and summarized across seeds (`analysis.uncertainty.seed_spearman`,
+    the same function RESULTS.md uses): spearman_rho is the mean of the per-seed values, the
+    interval a t-interval across seeds (one seed: a paired bootstrap over its trials).
     """
     if quantity not in trials:  # tables from before the quantity was measured
         trials = trials.assign(**{quantity: np.nan})
@@ -184,32 +192,30 @@ def alignment_correlation(
             rows.append(
                 {"dataset": dataset, "model": model, "scope": scope, "quantity": quantity,
                  "alignment_metric": metric}
-                | _spearman(kept[quantity].to_numpy(), kept[ALIGN].to_numpy(), rng, n_boot, ci)
+                | _spearman(kept, quantity, rng, n_boot, ci)
             )  # fmt: skip
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray, rng, n_boot: int, ci: float) -> dict:
-    out = {"n": len(a), "spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-           "estimate_outside_ci": False, "p_value": np.nan, "reason": ""}  # fmt: skip
-    if len(a) < 3:
-        out["reason"] = f"{len(a)} usable trial(s); need at least 3"
+def _spearman(kept: pd.DataFrame, quantity: str, rng, n_boot: int, ci: float) -> dict:
+    out = {"n": len(kept), "n_seeds": 0, "spearman_rho": np.nan, "ci_low": np.nan,
+           "ci_high": np.nan, "estimate_outside_ci": False, "p_value": np.nan,
+           "interval": "", "per_seed": "", "reason": ""}  # fmt: skip
+    if len(kept) < MIN_TRIALS_PER_SEED:
+        out["reason"] = f"{len(kept)} usable trial(s); need at least {MIN_TRIALS_PER_SEED}"
         return out
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    if np.ptp(kept[quantity].to_numpy(float)) == 0 or np.ptp(kept[ALIGN].to_numpy(float)) == 0:
         out["reason"] = "one of the two quantities is constant across trials"
         return out
-    res = stats.spearmanr(a, b)
-    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-    ra = stats.rankdata(a[idx], axis=1)
-    rb = stats.rankdata(b[idx], axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-    low, high, _ = percentile_ci(rho, ci)
-    out.update(spearman_rho=float(res.statistic), ci_low=low, ci_high=high,
-               estimate_outside_ci=estimate_outside(float(res.statistic), low, high),
-               p_value=float(res.pvalue))  # fmt: skip
+    est, per_seed = seed_spearman(kept, quantity, ALIGN, rng=rng, n_boot=n_boot, ci=ci)
+    if not np.isfinite(est.estimate):
+        out["reason"] = (f"no seed has {MIN_TRIALS_PER_SEED} trials with both quantities "
+                         "varying")  # fmt: skip
+        return out
+    out.update(n_seeds=len(per_seed), spearman_rho=est.estimate, ci_low=est.low,
+               ci_high=est.high, p_value=est.p_value, interval=est.method,
+               estimate_outside_ci=estimate_outside(est.estimate, est.low, est.high),
+               per_seed=per_seed_text(per_seed))  # fmt: skip
     return out
 
 

@@ -61,7 +61,8 @@ def correlation_sentence(row: pd.Series) -> str:
     quantity = row.get("quantity", "relative_off_manifold_robustness")
     head = (
         f"Spearman correlation of {QUANTITY_NAMES.get(quantity, quantity)} with alignment on "
-        f"{row['dataset']}/{row['model']} ({scope}, {row['n']} trials)"
+        f"{row['dataset']}/{row['model']} ({scope}, {row['n']} trials; within each seed, "
+        f"{row.get('interval') or 'no interval'})"
     )
     if not np.isfinite(row["spearman_rho"]):
         return f"{head}: not computed ({row['reason']})."

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import build_levels, is_baseline, split_groups
 from analysis.report_tables import NOISE_COLUMNS
 from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.uncertainty import estimate_outside, percentile_ci, resample_means
 
 RNR = "relative_noise_robustness"
 COLUMNS = (RNR, "signal_sensitivity", "distractor_sensitivity")

@@ -28,7 +28,7 @@ always separate weak from Bayes-aligned):
 
 Boundaries are never extrapolated: one the sweep does not bracket is NaN with a reason
 ("already crossed at ...", "never crossed up to ..."). Each located boundary carries a
-bootstrap interval over seeds and evaluation points (`analysis.bootstrap`). Values are in
+bootstrap interval over seeds and evaluation points (`analysis.uncertainty`). Values are in
 strength units (lambda, sigma or epsilon); `log10_*` columns hold log10 strength.
 
 Regime of a trial: from its log10 strength and the boundary brackets (see
@@ -45,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from analysis import crossing as cx
-from analysis.bootstrap import estimate_outside, percentile_ci, resample_means
 from analysis.groups import (
     BASELINE_METHOD,
     Levels,
@@ -58,6 +57,7 @@ from analysis.groups import (
 )
 from analysis.report_tables import BOUNDARY_COLUMNS, LABEL_COLUMNS
 from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.uncertainty import estimate_outside, percentile_ci, resample_means
 
 ON, OFF, ACC = "on_manifold_sensitivity", "off_manifold_sensitivity", "test_accuracy"
 FIT_COLUMNS = (ON, OFF, ACC)

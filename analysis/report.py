@@ -250,7 +250,10 @@ def _definitions(doc: Document) -> None:
         "of 0 or inf means resamples put the value below or above the swept strengths (for "
         "peak alignment, 0 = the baseline). Intervals are not widened to contain their "
         "estimate: with few seeds a skewed bootstrap can exclude it, and the column "
-        "estimate_outside_ci says where it does. Boundaries are never extrapolated.",
+        "estimate_outside_ci says where it does. Boundaries are never extrapolated. "
+        "Correlations are Spearman's rho within each seed with a Student-t interval across "
+        "seeds (one seed: a paired bootstrap over its trials); analysis/uncertainty.py makes "
+        "every interval, the same as RESULTS.md's.",
         "rho2 = ||P_perp grad f||^2 / ||grad f||^2, the off-manifold share of the headline "
         "gradient (the dataset's protocol gradient, named in the rho rows of measures.parquet; "
         "rho2 of every other gradient is there too); rho1 = the paper's Definition 1 at the "

@@ -30,8 +30,8 @@ PEAK_COLUMNS = (
 )  # fmt: skip
 
 CORRELATION_COLUMNS = (
-    "dataset", "model", "scope", "quantity", "alignment_metric", "n", "spearman_rho", "ci_low",
-    "ci_high", "estimate_outside_ci", "p_value", "reason",
+    "dataset", "model", "scope", "quantity", "alignment_metric", "n", "n_seeds", "spearman_rho",
+    "ci_low", "ci_high", "estimate_outside_ci", "p_value", "interval", "per_seed", "reason",
 )  # fmt: skip
 
 NOISE_COLUMNS = (

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
 from analysis.groups import BASELINE_METHOD
 from analysis.report_tables import BEST_COLUMNS, HISTORY_COLUMNS
 from analysis.results.columns import TRIALS_COLUMNS
 from analysis.results.layout import SWEEP_FILE
 from analysis.results.methods import STRENGTH_SYMBOL
+from analysis.uncertainty import t_interval
 
 
 def _sign(objective: str) -> float:
@@ -123,7 +123,8 @@ def search_best(trials: pd.DataFrame, history: pd.DataFrame, ci: float = 0.95) -
             & (trials["status"] == "completed")
         ][objective].to_numpy(dtype=float)
         seeds = seeds[np.isfinite(seeds)]
-        lo, hi = t_interval(seeds, ci)
+        est = t_interval(seeds, ci)
+        lo, hi = (est.low, est.high) if len(seeds) > 1 else (est.estimate, est.estimate)
         inside = feasible[(feasible["value"] >= lo) & (feasible["value"] <= hi)]
         row.update(
             best_strength=best["strength"], best_value=best["value"], ci_low=lo, ci_high=hi,
@@ -141,13 +142,6 @@ def search_best(trials: pd.DataFrame, history: pd.DataFrame, ci: float = 0.95) -
         )
         out.append(row)
     return pd.DataFrame(out, columns=list(BEST_COLUMNS))
-
-
-def t_interval(x: np.ndarray, ci: float) -> tuple[float, float]:
-    if len(x) < 2:
-        return (float(x.mean()), float(x.mean())) if len(x) else (np.nan, np.nan)
-    half = stats.t.ppf(0.5 + ci / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
 
 
 def search_figure(history: pd.DataFrame, grid: pd.DataFrame) -> Figure:

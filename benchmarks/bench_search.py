@@ -41,7 +41,8 @@ from bench_sweep import machine  # noqa: E402
 
 from analysis import load_results  # noqa: E402
 from analysis.results.layout import SWEEP_FILE  # noqa: E402
-from analysis.search import search_history, t_interval  # noqa: E402
+from analysis.search import search_history  # noqa: E402
+from analysis.uncertainty import t_interval  # noqa: E402
 
 PAGS = [sys.executable, "-m", "sweep.cli", "sweep", "--preset", "digits"]
 DROP, CLOSE = 0.05, 0.005  # the search's default tolerance; "within 0.005 alignment"
@@ -69,7 +70,8 @@ def grid_answer(exp: Path, method: str) -> dict:
     if feasible.empty:
         raise SystemExit(f"no grid strength keeps accuracy >= {threshold:.3f}: nothing to find")
     best = feasible["alignment"].idxmax()
-    lo, hi = t_interval(rows[rows["strength"] == best]["alignment"].to_numpy(float), 0.95)
+    est = t_interval(rows[rows["strength"] == best]["alignment"].to_numpy(float), 0.95)
+    lo, hi = est.low, est.high
     return {
         "trials": len(t),
         "strengths": len(per),

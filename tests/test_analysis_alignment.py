@@ -12,8 +12,8 @@ from analysis import (
     noise_robustness,
     peak_alignment,
 )
-from analysis.bootstrap import estimate_outside, percentile_ci
 from analysis.results import tables
+from analysis.uncertainty import estimate_outside, percentile_ci
 
 try:
     from test_analysis_fakes import Truth, make_tables
@@ -84,9 +84,15 @@ def test_spearman_is_negative_on_paper_like_data(data):
     assert r["n"] == len(trials) and r["spearman_rho"] < 0
     assert -1 < r["ci_low"] < r["spearman_rho"] < r["ci_high"] < 0  # excludes no correlation
     assert not r["estimate_outside_ci"]
+    # within each seed, a t-interval across seeds: no resampling, the seed of the rng is moot
+    assert r["n_seeds"] == trials["seed"].nunique() and r["interval"].startswith("t, ")
     a = alignment_correlation(trials, rng=np.random.default_rng(1), n_boot=N_BOOT)
-    b = alignment_correlation(trials, rng=np.random.default_rng(2), n_boot=N_BOOT)
-    assert a.iloc[0]["ci_low"] != b.iloc[0]["ci_low"]
+    assert a.iloc[0]["ci_low"] == r["ci_low"]
+    # one seed: a paired bootstrap over its trials stands in, and the row says so
+    one = alignment_correlation(trials[trials["seed"] == 0], rng=np.random.default_rng(1),
+                                n_boot=N_BOOT).iloc[0]  # fmt: skip
+    assert one["n_seeds"] == 1 and one["interval"].startswith("bootstrap")
+    assert one["ci_low"] < one["spearman_rho"] < one["ci_high"]
 
 
 def test_spearman_needs_three_trials(data):
@@ -144,7 +150,7 @@ def test_percentile_interval_has_its_nominal_coverage():
 
 
 def test_spearman_of_rho2_with_alignment(data):
-    """The rho2 correlation is scipy's Spearman over the usable trials, with an interval."""
+    """The rho2 correlation: scipy's Spearman within each seed, the mean over seeds."""
     from scipy import stats
 
     trials, _, _ = data
@@ -153,7 +159,8 @@ def test_spearman_of_rho2_with_alignment(data):
     )
     r = corr.iloc[0]
     assert r["quantity"] == "rho2" and r["scope"] == "all" and r["n"] == len(trials)
-    want = stats.spearmanr(trials["rho2"], trials["alignment"]).statistic
+    want = np.mean([stats.spearmanr(s["rho2"], s["alignment"]).statistic
+                    for _, s in trials.groupby("seed")])
     assert r["spearman_rho"] == pytest.approx(want)
     assert -1 < r["ci_low"] < r["spearman_rho"] < r["ci_high"] < 0  # excludes no correlation
     assert not r["estimate_outside_ci"]

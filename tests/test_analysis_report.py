@@ -86,7 +86,8 @@ def test_markdown_states_findings_in_plain_words(report):
     # rho2 vs alignment, and the boundaries at the other step sizes (fakes: eps 1, 2*, 4)
     assert re.search(
         r"Spearman correlation of rho2 \(the gradient's off-manifold share\) with "
-        r"alignment on digits/cnn \(all methods, \d+ trials\): rho = \S+ \[",
+        r"alignment on digits/cnn \(all methods, \d+ trials; within each seed, t, \d seeds\): "
+        r"rho = \S+ \[",
         text,
     )
     assert "Do the boundaries move with the step size?" in text

@@ -57,8 +57,12 @@ def test_bayes_classifier_measures_as_theory_says(synthetic):
     # it ignores the distractor half entirely
     assert summary["distractor_sensitivity"] < 1e-6 < summary["signal_sensitivity"]
     df = pd.DataFrame(rows)
-    energy = df[df.measure == "energy_signal"].value.item()
-    assert energy == pytest.approx(1.0, abs=1e-6)
+    energy = df[df.measure == "energy_signal"].set_index("gradient")["value"]
+    assert energy.drop("bayes_exact").item() == pytest.approx(1.0, abs=1e-6)
+    # Theorem 2 on the exact Bayes gradient itself: all its energy on the signal span
+    bayes = df[df.gradient == "bayes_exact"].set_index("measure")["value"]
+    assert bayes["energy_signal"] == pytest.approx(1.0, abs=1e-6)
+    assert abs(bayes["energy_off"]) < 1e-6
     assert df[df.measure == "bayes_cosine"].value.item() == pytest.approx(1.0, abs=1e-6)
     # rows fit the documented long-format schema
     tables.coerce(df.assign(config_id=cfg.config_id), "measures")

@@ -325,6 +325,12 @@ def measure_oracle_gradient(ctx, probe) -> dict:
     energy = subspace_energy(g, oracle.signal_tangent_at(xc), oracle.distractor_tangent_at(xc))
     for part, v in energy.items():
         probe.row(f"energy_{part}", v, gradient=ctx.head.gradient)
+    # Theorem 2 (paper section 3.2): the exact Bayes gradient itself; its energy_off is its
+    # rho2 on the exact tangent spaces, predicted ~0, with no energy on the distractor.
+    bayes = subspace_energy(probe.maps["bayes_exact"].cpu(), oracle.signal_tangent_at(xc),
+                            oracle.distractor_tangent_at(xc))  # fmt: skip
+    for part, v in bayes.items():
+        probe.row(f"energy_{part}", v, gradient="bayes_exact")
     # Like with like: grad log p(y_hat|x) of the model and of the Bayes classifier (a logit's
     # gradient differs by grad logsumexp, which cross-entropy never sees).
     b_cos = bayes_cosine(probe.grads["log_prob"].cpu().double(), probe.maps["bayes_exact"].cpu())
