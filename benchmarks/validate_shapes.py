@@ -168,8 +168,10 @@ def _baseline_only(denoiser) -> torch.nn.Module:
     """The denoiser with its net's correction switched off: the mixture baseline alone (as
     tests/test_ground_truth.py reads it)."""
     baseline = copy.deepcopy(denoiser)
-    torch.nn.init.zeros_(baseline.net.out.weight)
-    torch.nn.init.zeros_(baseline.net.out.bias)
+    out = baseline.net.out
+    last = out[-1] if isinstance(out, torch.nn.Sequential) else out  # U-Net / MLP
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
     return baseline
 
 

@@ -297,11 +297,11 @@ register(
     Preset(
         name="study-shapes",
         description="the 3x32x32 oracle set (rendered glyphs: exact tangents, score, Bayes "
-        "gradient), 4 methods x 7 strengths + baseline, 6 seeds",
+        f"gradient), 4 methods x 7 strengths + baseline, {STUDY_SEEDS} seeds",
         dataset="synthetic-shapes",
         methods=("none", *ROBUST_METHODS),
         strengths=shapes_strengths(7),
-        seeds=6,
+        seeds=STUDY_SEEDS,
         overrides=STUDY_OVERRIDES,
     )
 )
