@@ -72,3 +72,13 @@ def test_the_denoiser_score_is_float64():
     assert s.dtype == torch.float64
     with torch.no_grad():
         torch.testing.assert_close(s, (D(x, 0.25).double() - x.double()) / 0.25**2)
+
+
+def test_pags_exits_2_in_one_line_for_a_dataset_without_a_record(monkeypatch, capsys, tmp_path):
+    from sweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(FACTS, "synthetic-shapes")
+    assert main(["train", "--dataset", "synthetic-shapes", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no facts record" in err and "Traceback" not in err
