@@ -15,6 +15,7 @@ def test_headline_table_is_the_references():
     assert {name: h.score_sigma for name, h in HEADLINES.items()} == {
         "cifar10": 0.25, "imagenet64": 0.6, "mnist-distractor": 0.25,
         "digits-distractor": 0.25, "synthetic-manifold": 0.25, "synthetic-curved": 0.25,
+        "synthetic-shapes": 0.25,
     }  # fmt: skip
     assert (headline_for("cifar10").gradient, headline_for("cifar10").reference) == (
         "logit_sum", "score_uncond",

@@ -25,6 +25,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="small-cnn", optimizer="adam", lr=2e-3, schedule="onecycle", epochs=10,
         batch_size=64,
     ),
+    "synthetic-shapes": dict(
+        model="small-cnn", optimizer="adam", lr=2e-3, schedule="onecycle", epochs=10,
+        batch_size=64,
+    ),
     # Paper: 9 epochs, lr 0.1 decayed x0.1 at epochs 3 and 6.
     "mnist-distractor": dict(
         model="small-cnn", optimizer="sgd", lr=0.1, momentum=0.9, schedule="multistep",

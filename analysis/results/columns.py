@@ -371,15 +371,6 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         optional=True,
     ),
     Column(
-        "tangent_exact_overlap",
-        "float64",
-        "fraction [0, 1]",
-        "artifact quality on the synthetic sets: mean projection overlap of the autoencoder's "
-        "tangent spaces with the exact ones",
-        True,
-        optional=True,
-    ),
-    Column(
         "jacobian_eigenvalue_gap",
         "float64",
         "fraction",
@@ -394,6 +385,15 @@ TRIALS_COLUMNS: tuple[Column, ...] = (
         "degrees",
         "artifact quality on the synthetic sets: mean largest principal angle between the "
         "autoencoder's tangent spaces and the exact ones at the evaluation points",
+        False,
+        optional=True,
+    ),
+    Column(
+        "tangent_exact_overlap",
+        "float64",
+        "share in [0, 1]",
+        "artifact quality on the synthetic sets: mean tr(P_ae P_exact) / k, the share of the "
+        "exact k-dimensional tangent space the autoencoder's tangent space captures",
         False,
         optional=True,
     ),

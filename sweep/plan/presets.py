@@ -285,3 +285,25 @@ register(
         overrides=STUDY_OVERRIDES,
     )
 )
+
+
+# ---- study-shapes (issue 21): the 3x32x32 oracle set; not in `make study` (its cost: README) --
+def shapes_strengths(n: int) -> dict[str, tuple[float, ...]]:
+    """The study's grids, PGD's L2 radii scaled by sqrt(3072 / 392) (digits' d -> 3x32x32) so a
+    radius keeps its per-pixel size; the others are per-pixel or per-logit already."""
+    scale = math.sqrt(3 * 32 * 32 / (2 * 14 * 14))
+    return {**study_strengths(n), "pgd_l2": grid(np.geomspace(0.1 * scale, 2.0 * scale, n))}
+
+
+register(
+    Preset(
+        name="study-shapes",
+        description="the 3x32x32 oracle set (rendered glyphs: exact tangents, score, Bayes "
+        f"gradient), 4 methods x 7 strengths + baseline, {STUDY_SEEDS} seeds",
+        dataset="synthetic-shapes",
+        methods=("none", *ROBUST_METHODS),
+        strengths=shapes_strengths(7),
+        seeds=STUDY_SEEDS,
+        overrides=STUDY_OVERRIDES,
+    )
+)

@@ -1,6 +1,6 @@
 """Dataset registry: importing this package registers every data set."""
 
-from trainables.data import curved, digits, external, synthetic  # noqa: F401  (registration)
+from trainables.data import curved, digits, external, shapes, synthetic  # noqa: F401  (registration)
 from trainables.data.base import DATASETS, DataBundle, DataUnavailableError
 
 

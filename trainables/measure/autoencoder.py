@@ -25,21 +25,13 @@ import torch
 from torch import nn
 
 from analysis.results.atomic import atomic_write
+from trainables.facts import FACTS, facts_for
 
 FORMAT = "pags-autoencoder/2"  # 2: AffineResidual nets, validation split
 WEIGHTS_FILE, CONFIG_FILE = "autoencoder.pt", "autoencoder.json"
 
-# Latent dimension k per dataset. cifar10: the paper's k = 128; imagenet64: the same budget;
-# the distractor sets: 16 (the prototype found 8-16 safe there, 32 counted off-manifold
-# directions as tangent); the synthetic sets: their exact tangent dimensions, 4 + 4 and 2 + 2.
-LATENT_DIMS: dict[str, int] = {
-    "cifar10": 128,
-    "imagenet64": 128,
-    "digits-distractor": 16,
-    "mnist-distractor": 16,
-    "synthetic-manifold": 8,
-    "synthetic-curved": 4,
-}
+# Latent dimension k per dataset: each dataset's facts record (trainables/facts.py).
+LATENT_DIMS: dict[str, int] = {name: f.latent_dim for name, f in FACTS.items()}
 
 MLP_MAX_DIM = 256  # images with at most this many values get an MLP (conv nets need room)
 MLP_HIDDEN = 256
@@ -51,9 +43,8 @@ _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def default_latent_dim(dataset: str) -> int:
-    if dataset not in LATENT_DIMS:
-        raise ValueError(f"no default latent dim for {dataset!r}; known: {', '.join(LATENT_DIMS)}")
-    return LATENT_DIMS[dataset]
+    """The dataset's latent size; one without a facts record fails loudly (one line)."""
+    return facts_for(dataset).latent_dim
 
 
 # ---------------------------------------------------------------------------------- the nets

@@ -73,7 +73,6 @@ def train_denoiser(
     if arch == "auto":
         arch = "mlp" if math.prod(shape) <= MLP_MAX_DIM else "unet"
     width = width or (512 if arch == "mlp" else 32)
-    torch.manual_seed(seed)
     g = torch.Generator(device=device).manual_seed(seed)
     x_all = x_train.to(device, torch.float32)
     y_all = y_train.to(device).long() if y_train is not None else None
@@ -82,7 +81,12 @@ def train_denoiser(
     fit_idx, val_idx = order[n_val:], order[:n_val]
     x_fit = x_all[fit_idx]
     n_cls = num_classes if y_train is not None else 0
-    D = Denoiser(shape, arch, width, depth, n_cls, baseline=baseline).to(device)
+    # The net's initialization draws from torch's global generator: seed it inside a fork, so
+    # the caller's random state is left as it was (a trial's own draws must not depend on
+    # whether an artifact build ran in its process).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        D = Denoiser(shape, arch, width, depth, n_cls, baseline=baseline).to(device)
     centre = math.sqrt(sigma_range[0] * sigma_range[1])
     y_fit = None if y_all is None else y_all[fit_idx]
     mixture_choice = D.fit_data(x_fit, y_fit, centre, seed)

@@ -12,7 +12,8 @@ class), "score_label" (class-conditional at the true label).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from trainables.facts import FACTS, Headline, facts_for
 
 # The paper's Figure 3 step size on CIFAR-10 (d = 3072): the reference's
 # notebooks/Figure3.ipynb plots `([0] + logspace(-3, 2, 20))[14]` = logspace(-3, 2, 20)[13].
@@ -28,16 +29,6 @@ def headline_eps(d: int) -> float:
     return PAPER_EPS_CIFAR * math.sqrt(d / CIFAR_DIM)
 
 
-@dataclass(frozen=True)
-class Headline:
-    """gradient: which input gradient (and the scalar output it differentiates); reference:
-    which score map it is compared with; score_sigma: the score's noise level, pixels in [0, 1]."""
-
-    gradient: str
-    reference: str
-    score_sigma: float
-
-
 # CIFAR-10: ref experiments/measure_score_alignment.py, sum of logits vs the unconditional EDM
 #   score at sigma 0.5 on [-1, 1] images = 0.25 on [0, 1].
 # ImageNet-64: ref notebooks/Imagenet-64x64.ipynb, the predicted class's logit (captum Saliency,
@@ -48,16 +39,10 @@ class Headline:
 #   class. Why not the sum of logits: cross-entropy cannot see a shift of all logits, so for the
 #   small nets trained here that gradient carries a direction no loss constrains; and on the
 #   synthetic set the predicted class's logit has a closed-form Bayes counterpart.
-HEADLINES: dict[str, Headline] = {
-    "cifar10": Headline("logit_sum", "score_uncond", 0.25),
-    "imagenet64": Headline("pred_logit", "score_label", 0.6),
-    "mnist-distractor": Headline("pred_logit", "score", 0.25),
-    "digits-distractor": Headline("pred_logit", "score", 0.25),
-    "synthetic-manifold": Headline("pred_logit", "score", 0.25),
-    "synthetic-curved": Headline("pred_logit", "score", 0.25),
-}
-DEFAULT_HEADLINE = Headline("pred_logit", "score", 0.25)  # a dataset registered later
+# The pairs themselves live in each dataset's facts record (trainables/facts.py).
+HEADLINES: dict[str, Headline] = {name: f.headline for name, f in FACTS.items()}
 
 
 def headline_for(dataset: str) -> Headline:
-    return HEADLINES.get(dataset, DEFAULT_HEADLINE)
+    """The dataset's headline; a dataset without a facts record fails loudly (one line)."""
+    return facts_for(dataset).headline

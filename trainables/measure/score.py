@@ -43,7 +43,10 @@ class ScoreFn(Protocol):
 def score_from_denoiser(D: Callable, x: torch.Tensor, sigma: float, y=None) -> torch.Tensor:
     """EDM eq. 3: score of p_sigma at x `(B, C, H, W)` is (D(x; sigma) - x) / sigma^2."""
     out = D(x, sigma) if y is None else D(x, sigma, y)
-    return (out - x) / sigma**2
+    # float64 where the device has it: D(x) - x and score(x | y) - score(x) (the Bayes-gradient
+    # estimate) cancel most digits, which float32 would lose.
+    wide = torch.float32 if x.device.type == "mps" else torch.float64
+    return (out.to(wide) - x.to(wide)) / sigma**2
 
 
 class DenoiserScore:
