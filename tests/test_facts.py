@@ -20,6 +20,7 @@ from trainables.measure.denoiser import Denoiser
 from trainables.measure.denoiser_training import train_denoiser
 from trainables.measure.protocol import headline_for
 from trainables.measure.score import DenoiserScore
+from trainables.measure.tangent_measures import SPANS
 from trainables.recipes import RECIPES
 
 
@@ -28,7 +29,9 @@ def test_every_registered_dataset_has_a_complete_record_and_a_recipe():
     assert set(DATASETS.names()) <= set(RECIPES)
     for name, facts in FACTS.items():
         for field in dataclasses.fields(facts):
-            assert getattr(facts, field.name) not in (None, 0, ""), (name, field.name)
+            if field.name != "signal_span":  # optional: "" = no exact split
+                assert getattr(facts, field.name) not in (None, 0, ""), (name, field.name)
+        assert facts.signal_span in ("", *SPANS), (name, facts.signal_span)
         assert facts.headline.score_sigma > 0
         cfg = ArtifactConfigFor(name)
         assert (cfg.latent_dim, cfg.ae_max_epochs, cfg.denoiser_max_epochs) == (

@@ -10,6 +10,7 @@ import torch
 from trainables.measure.subspace import (
     agreement,
     angle_spectrum,
+    captured_share,
     projection_overlap,
     random_overlap,
 )
@@ -25,9 +26,11 @@ def test_batched_figures_match_naive_reference(k1, k2):
     d = 12
     q1, q2 = _bases(6, d, k1, 0), _bases(6, d, k2, 1)
     overlap, spectrum = projection_overlap(q1, q2), angle_spectrum(q1, q2)
+    captured = captured_share(q1, q2)
     for i in range(6):
         p1, p2 = q1[i] @ q1[i].T, q2[i] @ q2[i].T  # dense d x d projectors
         assert float(overlap[i]) == pytest.approx(float(torch.trace(p1 @ p2)) / max(k1, k2))
+        assert float(captured[i]) == pytest.approx(float(torch.trace(p1 @ p2)) / k2)
         ref = np.rad2deg(scipy.linalg.subspace_angles(q1[i].numpy(), q2[i].numpy()))
         assert float(spectrum["largest_angle_deg"][i]) == pytest.approx(ref.max(), abs=1e-6)
         assert float(spectrum["mean_angle_deg"][i]) == pytest.approx(ref.mean(), abs=1e-6)

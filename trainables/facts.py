@@ -34,12 +34,16 @@ class DatasetFacts:
     """latent_dim: the autoencoder's latent size k (default for `latent_dim = 0`);
     ae_max_epochs / denoiser_max_epochs: caps on the artifact nets' training (both stop early
     when validation stops improving; the caps bound the cost); headline: the pair behind the
-    trial row's `alignment` and its score sigma (trainables/measure/protocol.py says why)."""
+    trial row's `alignment` and its score sigma (trainables/measure/protocol.py says why);
+    signal_span: what is exactly known about the signal half's span, for the estimator-free
+    split of rho2 (trainables/measure/tangent_measures.py): "" nothing (no split), "pixels"
+    every pixel of the half (MNIST), "upsampled-8x8" the bilinear upsampling of 8x8 images."""
 
     latent_dim: int
     ae_max_epochs: int
     denoiser_max_epochs: int
     headline: Headline
+    signal_span: str = ""
 
 
 # Headline pairs: the reference's where it has one (CIFAR-10: sum of logits vs the unconditional
@@ -58,8 +62,8 @@ _PRED = Headline("pred_logit", "score", 0.25)
 FACTS: dict[str, DatasetFacts] = {
     "cifar10": DatasetFacts(128, 100, 100, Headline("logit_sum", "score_uncond", 0.25)),
     "imagenet64": DatasetFacts(128, 100, 100, Headline("pred_logit", "score_label", 0.6)),
-    "mnist-distractor": DatasetFacts(16, 100, 100, _PRED),
-    "digits-distractor": DatasetFacts(16, 60, 150, _PRED),
+    "mnist-distractor": DatasetFacts(16, 100, 100, _PRED, signal_span="pixels"),
+    "digits-distractor": DatasetFacts(16, 60, 150, _PRED, signal_span="upsampled-8x8"),
     "synthetic-manifold": DatasetFacts(8, 1000, 600, _PRED),
     "synthetic-curved": DatasetFacts(4, 1000, 600, _PRED),
     "synthetic-shapes": DatasetFacts(4, 60, 60, _PRED),

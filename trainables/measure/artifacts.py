@@ -32,7 +32,7 @@ from trainables.facts import FACTS, facts_for
 from trainables.measure.autoencoder import default_latent_dim, load_autoencoder, train_autoencoder
 from trainables.measure.denoiser_training import load_denoiser, train_denoiser
 from trainables.measure.protocol import headline_for
-from trainables.measure.subspace import agreement
+from trainables.measure.subspace import agreement, captured_share
 from trainables.measure.tangent import tangent_bases
 from trainables.measure.tangent_estimators import (
     AE,
@@ -70,7 +70,6 @@ AE_PATIENCE, DENOISER_PATIENCE = 60, 60  # epochs without a validation gain befo
 # [sigma / 2, 2 sigma] around JACOBIAN_SIGMA and read at JACOBIAN_SIGMA, small against the
 # curved set's curvature (its exact denoiser is 0.8 deg from the exact tangents there, 18 deg
 # at the score sigma 0.25). Capped at 60 epochs: on curved its validation loss moved 3% in 120.
-# dataset fact: moves to the facts record (issue 21)
 JACOBIAN_SIGMA = 0.02
 JACOBIAN_DENOISER_MAX_EPOCHS = 60
 # Its own patience: on digits its net never beat the mixture baseline (stopped by patience
@@ -197,13 +196,6 @@ def _stack(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
-# merges with issue 20's overlap
-def _overlap(q: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """tr(P_q P_exact) / k `(B,)`: the share of the exact k-dimensional tangent space the
-    estimate captures (1 = contains it; k_q / d for a random estimate)."""
-    return (q.transpose(-1, -2) @ exact).pow(2).sum((-1, -2)) / exact.shape[-1]
-
-
 def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
     """Train the autoencoders and denoiser, compute tangent bases and the quality figures,
     write everything with checksums."""
@@ -273,7 +265,8 @@ def _build(acfg: ArtifactConfig, bundle: DataBundle, folder: str, log) -> None:
         exact_pair = figures[(AE, EXACT)]
         # the share of the exact space captured (/ k_exact; = the agreement's overlap when the
         # latent size is the exact dimension; synthetic-shapes: 128 vs 4)
-        quality["tangent_exact_overlap"] = float(_overlap(tangents[AE], tangents[EXACT]).mean())
+        captured = captured_share(tangents[AE], tangents[EXACT])
+        quality["tangent_exact_overlap"] = float(captured.mean())
         quality["tangent_exact_angle_deg"] = exact_pair["largest_angle_deg"]
     mask = bundle.signal_mask_test[: len(x)] if bundle.signal_mask_test is not None else None
     tensors = {"x": x, "y": y, **{f"tangent/{name}": q for name, q in tangents.items()}}

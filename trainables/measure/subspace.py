@@ -28,6 +28,15 @@ def projection_overlap(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
     return c.pow(2).sum((-1, -2)) / max(q1.shape[-1], q2.shape[-1])
 
 
+def captured_share(estimate: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """tr(P_estimate P_exact) / k_exact per point: the share of the exact space the estimate
+    captures (1 = contains it; k_estimate / d for a random estimate). Equals
+    `projection_overlap` when both dimensions agree; differs where the latent size is larger
+    than the exact dimension (synthetic-shapes: 4 exact, a latent of 128 may contain them)."""
+    c = estimate.to(torch.float64).transpose(-1, -2) @ exact.to(torch.float64)
+    return c.pow(2).sum((-1, -2)) / exact.shape[-1]
+
+
 def angle_spectrum(q1: torch.Tensor, q2: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per point `(...)`: mean, median and largest principal angle in degrees (float64).
     Different k: the min(k1, k2) angles of the smaller space against the larger."""

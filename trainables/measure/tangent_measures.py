@@ -25,13 +25,14 @@ import torch
 
 from analysis.results.rows import measure_row
 from trainables.data.digits import DIGIT_SIZE, upsampling_basis
+from trainables.facts import facts_for
 from trainables.measure.rho import rho2
 from trainables.measure.sensitivity import manifold_sensitivity
 from trainables.measure.tangent_estimators import DENOISER_JACOBIAN, HEADLINE
 
-# The exactly known span of the digit half, per dataset (None: every pixel of the half).
-# dataset fact: moves to the facts record (issue 21)
-DIGIT_SPANS = {"digits-distractor": lambda: upsampling_basis(DIGIT_SIZE), "mnist-distractor": None}
+# The exactly known span of the signal half, by the facts record's `signal_span` (None: every
+# pixel of the half).
+SPANS = {"pixels": lambda: None, "upsampled-8x8": lambda: upsampling_basis(DIGIT_SIZE)}
 # measures rows of the agreement between two estimates (tangent vs reference), by figure
 AGREEMENT_MEASURES = {
     "overlap": "tangent_overlap", "mean_angle_deg": "tangent_mean_angle",
@@ -123,10 +124,10 @@ def basis_outside_span(q: torch.Tensor, mask: torch.Tensor, span: torch.Tensor |
 def measure_estimator_free(ctx, probe) -> dict:
     """The exact split of the headline gradient (module docstring); summary `rho2_floor`, the
     estimator-free lower bound on rho2 (NaN on sets without a known span)."""
-    if ctx.mask is None or ctx.cfg.dataset not in DIGIT_SPANS:
+    known = facts_for(ctx.cfg.dataset).signal_span
+    if ctx.mask is None or not known:
         return {"rho2_floor": math.nan}
-    make = DIGIT_SPANS[ctx.cfg.dataset]
-    span = make() if make else None
+    span = SPANS[known]()
     shares = gradient_split(probe.grads[ctx.head.gradient], ctx.mask, span)
     rows = {name: probe.row(name, v.cpu(), gradient=ctx.head.gradient)["value"]
             for name, v in shares.items()}  # fmt: skip
