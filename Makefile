@@ -20,7 +20,8 @@ demo: $(STAMP)
 	$(BIN)/pags sweep --preset digits-quick
 	$(BIN)/pags analyze results/digits-quick
 
-# The study behind RESULTS.md: two sweeps (6 seeds each), then the verdicts (~41 min, 2 cores, estimated).
+# The study behind RESULTS.md: two sweeps (6 seeds each), then the verdicts (37 min on 2 idle
+# cores, cold cache: BENCHMARKS.md).
 study: $(STAMP)
 	$(BIN)/pags sweep --preset study-digits
 	$(BIN)/pags sweep --preset study-curved

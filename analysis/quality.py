@@ -12,8 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Above this mean largest principal angle between two seeds' tangent spaces, on/off-manifold
-# figures and rho2 depend on the seed of the autoencoder more than a reader would assume.
+# Below this projection overlap between two seeds' tangent spaces (the share of one space the
+# other holds), on/off-manifold figures and rho2 depend on the seed of the autoencoder more than
+# a reader would assume. The overlap decides, not the largest angle: that one saturates (15 of
+# 16 shared directions can read 90 degrees); tables older than the overlap fall back to the
+# angle's old rule.
+TANGENT_SEED_WARN_OVERLAP = 0.9
 TANGENT_SEED_WARN_DEG = 20.0
 
 # Overlaps lead (they do not saturate; trainables/measure/subspace.py), largest angles follow.
@@ -43,7 +47,14 @@ def quality_warning(row: dict) -> str:
     """The warnings one dataset's quality figures call for, joined; '' if none."""
     notes = []
     seed_angle = row.get("tangent_seed_angle_deg", np.nan)
-    if seed_angle > TANGENT_SEED_WARN_DEG:
+    seed_overlap = row.get("tangent_seed_overlap", np.nan)
+    if seed_overlap < TANGENT_SEED_WARN_OVERLAP:
+        notes.append(
+            f"two autoencoders trained with different seeds share {seed_overlap:.0%} of their "
+            f"tangent spaces (overlap {seed_overlap:.3f} < {TANGENT_SEED_WARN_OVERLAP:g}): "
+            "on/off-manifold figures and rho2 depend on the estimate"
+        )
+    elif np.isnan(seed_overlap) and seed_angle > TANGENT_SEED_WARN_DEG:
         notes.append(
             f"two autoencoders trained with different seeds disagree by {seed_angle:.1f} deg "
             f"on average (> {TANGENT_SEED_WARN_DEG:g}): on/off-manifold figures and rho2 "

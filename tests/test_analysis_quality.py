@@ -5,14 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.quality import QUALITY_COLUMNS, TANGENT_SEED_WARN_DEG, artifact_quality
+from analysis.quality import (
+    QUALITY_COLUMNS,
+    TANGENT_SEED_WARN_DEG,
+    TANGENT_SEED_WARN_OVERLAP,
+    artifact_quality,
+)
 
 
-def _trials(dataset: str, seed_angle: float, val: float, baseline: float, n: int = 3):
+def _trials(dataset: str, seed_angle: float, val: float, baseline: float, n: int = 3,
+            overlap: float = np.nan):  # fmt: skip
     row = {c: np.nan for c in QUALITY_COLUMNS}
     row.update(dataset=dataset, tangent_seed_angle_deg=seed_angle, denoiser_val_loss=val,
-               denoiser_baseline_val_loss=baseline)  # fmt: skip
+               denoiser_baseline_val_loss=baseline, tangent_seed_overlap=overlap)  # fmt: skip
     return pd.DataFrame([row] * n)
+
+
+def test_the_seed_warning_follows_the_overlap_not_the_saturating_angle():
+    """73.5 degrees apart by the largest angle, yet sharing 96% of the space: no warning; a
+    small angle cannot hide an overlap below the bar."""
+    q = artifact_quality(pd.concat([
+        _trials("digits-distractor", 73.5, 0.3, 0.4, overlap=TANGENT_SEED_WARN_OVERLAP + 0.06),
+        _trials("cifar10", 10.0, 0.3, 0.4, overlap=TANGENT_SEED_WARN_OVERLAP - 0.1),
+    ])).set_index("dataset")  # fmt: skip
+    assert q.loc["digits-distractor", "warning"] == ""
+    assert "share 80% of their tangent spaces" in q.loc["cifar10", "warning"]
 
 
 def test_quality_per_dataset_and_warnings():

@@ -235,8 +235,8 @@ register(
 #   epsilon 0.2 there;
 # - to pay for it (348 trials instead of 150) within 45 minutes on 2 idle cores, 6 epochs
 #   instead of 8 (the one-cycle schedule follows the epoch count) and 24 evaluation points
-#   instead of 48: the estimate (BENCHMARKS.md, "Study cost") is about 41 minutes, against
-#   about 54 with the old recipe.
+#   instead of 48: measured 37 minutes on 2 idle cores, cold cache (BENCHMARKS.md, "Study
+#   cost"); the old recipe was estimated at about 54.
 STUDY_SEEDS = 6
 STUDY_OVERRIDES = dict(epochs=6, batch_size=32, lr=3e-3, eval_points=24, noise_draws=4)
 
